@@ -1,0 +1,141 @@
+package config
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKnownVariablesCoverContract(t *testing.T) {
+	known := KnownVariables()
+	for _, want := range []string{
+		"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_CLOUD_PREFIX", "SNAPSHOT_SOURCE_DIR", "SNAPSHOT_NAME", "SNAPSHOT_MODE",
+		"SNAPSHOT_COMPRESSION_LEVEL", "SNAPSHOT_UPLOAD_CONCURRENCY", "SNAPSHOT_PART_SIZE",
+		"SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RETENTION_MAX_AGE", "SNAPSHOT_RETENTION_KEEP_DAILY",
+		"SNAPSHOT_RETENTION_KEEP_WEEKLY", "SNAPSHOT_RETENTION_KEEP_MONTHLY", "SNAPSHOT_RETENTION_DRY_RUN",
+		"SNAPSHOT_RESTORE_KEY", "SNAPSHOT_RESTORE_DIR", "SNAPSHOT_RESTORE_IF_MISSING", "SNAPSHOT_RESTORE_IF_NOT_EMPTY",
+		"SNAPSHOT_LOG_FORMAT", "SNAPSHOT_LOG_LEVEL", "SNAPSHOT_TERMINATION_LOG", "SNAPSHOT_FILE_DIR",
+		"SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AWS_REGION", "SNAPSHOT_AWS_ACCESS_KEY", "SNAPSHOT_AWS_SECRET_KEY",
+		"SNAPSHOT_AWS_ROLE_ARN", "SNAPSHOT_AWS_EXTERNAL_ID", "SNAPSHOT_AWS_ENDPOINT", "SNAPSHOT_AWS_FORCE_PATH_STYLE",
+		"SNAPSHOT_AWS_SSE", "SNAPSHOT_AWS_SSE_KMS_KEY_ID", "SNAPSHOT_AWS_STORAGE_CLASS", "SNAPSHOT_AWS_ROLE_SESSION_NAME",
+		"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "SNAPSHOT_AZBLOB_CONTAINER", "SNAPSHOT_AZBLOB_STORAGE_KEY",
+		"SNAPSHOT_AZBLOB_ENDPOINT", "SNAPSHOT_AZBLOB_ACCESS_TIER",
+	} {
+		if !slices.Contains(known, want) {
+			t.Errorf("%s is not a known variable", want)
+		}
+	}
+}
+
+// setenv sets a clean SNAPSHOT_* environment for one test.
+func setenv(t *testing.T, kv ...string) {
+	t.Helper()
+	for _, name := range KnownVariables() {
+		t.Setenv(name, "")
+	}
+	for i := 0; i < len(kv); i += 2 {
+		t.Setenv(kv[i], kv[i+1])
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	setenv(t, "SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_CLOUD_PREFIX", "/snaps")
+	c, _, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SourceDir != "/snapshots" || c.Restore.Dir != "/snapshots" || c.Name != "snapshot" || c.Mode != "backup" {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.Prefix != "snaps/" {
+		t.Errorf("prefix = %q, want snaps/", c.Prefix)
+	}
+	if c.Restore.IfMissing != "fail" || c.Restore.IfNotEmpty != "fail" || c.Restore.Key != "latest" {
+		t.Errorf("restore defaults: %+v", c.Restore)
+	}
+	if c.Retention.Enabled() {
+		t.Error("retention enabled by default")
+	}
+}
+
+func TestLoadParsesSizesAndDurations(t *testing.T) {
+	setenv(t, "SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store",
+		"SNAPSHOT_PART_SIZE", "64M", "SNAPSHOT_RETENTION_MAX_AGE", "30d", "SNAPSHOT_RETENTION_KEEP_LAST", "3")
+	c, _, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PartSize != 64<<20 {
+		t.Errorf("PartSize = %d", c.PartSize)
+	}
+	if time.Duration(c.Retention.MaxAge) != 30*24*time.Hour {
+		t.Errorf("MaxAge = %s", c.Retention.MaxAge)
+	}
+	if !c.Retention.Enabled() {
+		t.Error("retention not enabled")
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want []string
+	}{
+		{nil, []string{"SNAPSHOT_CLOUD_PROVIDER: is required", "s3, azblob, file"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "gcs"}, []string{`SNAPSHOT_CLOUD_PROVIDER: "gcs" is not accepted`}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file"}, []string{"SNAPSHOT_FILE_DIR: is required"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_PART_SIZE", "lots"}, []string{"SNAPSHOT_PART_SIZE", `"lots" is not a size`, "16MiB"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_PART_SIZE", "1MiB"}, []string{"SNAPSHOT_PART_SIZE: 1MiB is out of range"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RETENTION_MAX_AGE", "a month"}, []string{"SNAPSHOT_RETENTION_MAX_AGE", "30d"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_UPLOAD_CONCURRENCY", "four"}, []string{"SNAPSHOT_UPLOAD_CONCURRENCY", "whole number"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_NAME", "My_Snap"}, []string{"SNAPSHOT_NAME"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RESTORE_IF_NOT_EMPTY", "replace"}, []string{"SNAPSHOT_RESTORE_IF_NOT_EMPTY", "fail, skip, overwrite"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "s3"}, []string{"SNAPSHOT_AWS_BUCKET: is required"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "s3", "SNAPSHOT_AWS_BUCKET", "b", "SNAPSHOT_AWS_ACCESS_KEY", "AKIA"}, []string{"SNAPSHOT_AWS_SECRET_KEY"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "azblob"}, []string{"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT: is required", "SNAPSHOT_AZBLOB_CONTAINER: is required"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RETENTION_DRY_RUN", "maybe"}, []string{"SNAPSHOT_RETENTION_DRY_RUN", "true or false"}},
+	} {
+		setenv(t, tc.env...)
+		_, _, err := Load()
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%v: err = %v, want ErrInvalid", tc.env, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not mention %q", tc.env, err, w)
+			}
+		}
+	}
+}
+
+func TestUnknownVariablesSuggestNearest(t *testing.T) {
+	w := UnknownVariables([]string{"SNAPSHOT_RETENTION_KEEP_LAT=3", "SNAPSHOT_CLOUD_PROVIDER=s3", "HOME=/root", "SNAPSHOT_AWS_BUKET=x"})
+	want := []string{
+		"unknown variable SNAPSHOT_AWS_BUKET is ignored; did you mean SNAPSHOT_AWS_BUCKET?",
+		"unknown variable SNAPSHOT_RETENTION_KEEP_LAT is ignored; did you mean SNAPSHOT_RETENTION_KEEP_LAST?",
+	}
+	if !slices.Equal(w, want) {
+		t.Errorf("warnings = %q, want %q", w, want)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	setenv(t, "SNAPSHOT_CLOUD_PROVIDER", "s3", "SNAPSHOT_AWS_BUCKET", "b", "SNAPSHOT_AWS_ACCESS_KEY", "AKIAEXAMPLE", "SNAPSHOT_AWS_SECRET_KEY", "hunter2hunter2")
+	c, _, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{
+		fmtSprint("%v", c), fmtSprint("%+v", c), fmtSprint("%#v", c), fmtSprint("%s", c.S3.SecretKey),
+	} {
+		if strings.Contains(s, "hunter2") || strings.Contains(s, "AKIAEXAMPLE") {
+			t.Errorf("secret printed: %s", s)
+		}
+	}
+	if c.S3.SecretKey.Reveal() != "hunter2hunter2" {
+		t.Error("Reveal lost the secret")
+	}
+}
