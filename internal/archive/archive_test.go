@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
@@ -262,80 +261,9 @@ func TestScanMatchesWrite(t *testing.T) {
 
 // --- reading damaged and hostile archives ---
 
-type entry struct {
-	h    tar.Header
-	body string
-}
-
-// craft builds a tar+zstd stream from raw headers, the way an attacker
-// would, bypassing Write's rules.
-func craft(t *testing.T, entries ...entry) []byte {
-	t.Helper()
-	var tb bytes.Buffer
-	tw := tar.NewWriter(&tb)
-	for _, e := range entries {
-		h := e.h
-		if h.Typeflag == tar.TypeReg && h.Size == 0 {
-			h.Size = int64(len(e.body))
-		}
-		if h.Mode == 0 {
-			h.Mode = 0o644
-		}
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return compress(t, tb.Bytes())
-}
-
-func compress(t *testing.T, b []byte) []byte {
-	t.Helper()
-	enc, err := zstd.NewWriter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return enc.EncodeAll(b, nil)
-}
-
-func file(name, body string) entry {
-	return entry{h: tar.Header{Typeflag: tar.TypeReg, Name: name}, body: body}
-}
-func dir(name string) entry {
-	return entry{h: tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755}}
-}
-func symlink(name, target string) entry {
-	return entry{h: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target}}
-}
-func hardlink(name, target string) entry {
-	return entry{h: tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target}}
-}
-
 func TestHostileArchives(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		entries []entry
-	}{
-		{"absolute name", []entry{file("ok", "x"), file("/etc/evil", "x")}},
-		{"dot-dot", []entry{file("ok", "x"), file("../evil", "x")}},
-		{"dot-dot inside", []entry{file("a/../../evil", "x")}},
-		{"through symlink", []entry{symlink("link", "/tmp"), file("link/evil", "x")}},
-		{"through relative symlink", []entry{dir("a/"), symlink("a/up", "../.."), file("a/up/evil", "x")}},
-		{"symlink replaced by dir", []entry{symlink("link", "/tmp"), dir("link/")}},
-		{"hard link outside", []entry{hardlink("h", "/etc/passwd")}},
-		{"hard link dot-dot", []entry{hardlink("h", "../outside")}},
-		{"hard link to symlink", []entry{symlink("s", "/etc/passwd"), hardlink("h", "s")}},
-		{"hard link to later file", []entry{hardlink("h", "f"), file("f", "x")}},
-		{"duplicate file", []entry{file("f", "x"), file("f", "y")}},
-		{"below a file", []entry{file("f", "x"), file("f/g", "y")}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			data := craft(t, tc.entries...)
+	for name, data := range testenv.HostileArchives(t) {
+		t.Run(name, func(t *testing.T) {
 			if _, err := Verify(t.Context(), bytes.NewReader(data), 0, nil); !errors.Is(err, ErrUnsafe) {
 				t.Errorf("Verify: err = %v, want ErrUnsafe", err)
 			}
@@ -352,7 +280,7 @@ func TestHostileArchives(t *testing.T) {
 			if !mapsEqual(before, after) {
 				t.Errorf("target changed:\nbefore %v\nafter  %v", before, after)
 			}
-			for _, p := range []string{"/tmp/evil", filepath.Join(parent, "evil")} {
+			for _, p := range []string{"/tmp/evil", filepath.Join(parent, "evil"), "/etc/evil"} {
 				if _, err := os.Lstat(p); err == nil {
 					t.Errorf("%s was written", p)
 				}
@@ -376,7 +304,7 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 func TestBenignOddArchives(t *testing.T) {
 	// What tar -C dir . produces: a "./" root entry and "./" prefixes;
 	// plus a symlink to an absolute path, which is data, not an attack.
-	data := craft(t, dir("./"), dir("./a/"), file("./a/f", "x"), symlink("./abs", "/etc/passwd"), hardlink("./a/h", "./a/f"))
+	data := testenv.TarZst(t, testenv.Dir("./"), testenv.Dir("./a/"), testenv.File("./a/f", "x"), testenv.Symlink("./abs", "/etc/passwd"), testenv.Hardlink("./a/h", "./a/f"))
 	dst := t.TempDir()
 	if _, err := Extract(t.Context(), bytes.NewReader(data), dst, ExtractOptions{}); err != nil {
 		t.Fatal(err)
@@ -413,10 +341,10 @@ func TestDamagedArchives(t *testing.T) {
 		{"byte flipped in the middle", flipped},
 		{"cut in the middle", good[:len(good)/2]},
 		{"cut one byte short", good[:len(good)-1]},
-		{"tar cut at an entry boundary", compress(t, plain[:1536])},   // a's header+data, then nothing
-		{"tar without end marker", compress(t, plain[:len(plain)-1024])}, // entries complete, marker missing
-		{"tar with one end block", compress(t, plain[:len(plain)-512])},
-		{"garbage after end marker", compress(t, append(bytes.Clone(plain), []byte("junk")...))},
+		{"tar cut at an entry boundary", testenv.Zst(t, plain[:1536])},      // a's header+data, then nothing
+		{"tar without end marker", testenv.Zst(t, plain[:len(plain)-1024])}, // entries complete, marker missing
+		{"tar with one end block", testenv.Zst(t, plain[:len(plain)-512])},
+		{"garbage after end marker", testenv.Zst(t, append(bytes.Clone(plain), []byte("junk")...))},
 		{"not zstd", []byte("this is not an archive at all, just text")},
 		{"empty", nil},
 		{"gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}},
@@ -442,7 +370,7 @@ func TestDamagedArchives(t *testing.T) {
 	}
 	// The untouched plain tar is fine: the checks above fail for the
 	// damage, not for the layout.
-	if _, err := Verify(t.Context(), bytes.NewReader(compress(t, plain)), 0, nil); err != nil {
+	if _, err := Verify(t.Context(), bytes.NewReader(testenv.Zst(t, plain)), 0, nil); err != nil {
 		t.Fatalf("intact plain tar: %v", err)
 	}
 }

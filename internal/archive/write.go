@@ -136,8 +136,14 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	if err == nil {
 		err = aw.tw.Close()
 	}
-	if cerr := zw.Close(); err == nil {
-		err = cerr
+	if err == nil {
+		err = zw.Close()
+	} else {
+		// Close would compress what is buffered and wait for it, which
+		// at high levels takes seconds that a SIGTERM grace period does
+		// not have. Nobody wants the output any more: let the workers
+		// finish in the background.
+		go zw.Reset(nil)
 	}
 	// An error from w surfaces through tar or zstd; report the original.
 	if werr := out.firstErr(); werr != nil {

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/job"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+)
+
+// Exit codes of the contract.
+const (
+	exitOK        = 0
+	exitInternal  = 1
+	exitConfig    = 2
+	exitAccess    = 3
+	exitLocal     = 4
+	exitTransfer  = 5
+	exitPrune     = 6
+	exitIntegrity = 7
+	exitNothing   = 8
+)
+
+// classify maps an error to its exit code and a hint on what to do. It is
+// the only place that knows the codes. The order matters: a pruning
+// failure wraps a store error, a corrupt download may follow a transfer.
+func classify(ctx context.Context, err error) (int, string) {
+	if err == nil {
+		return exitOK, ""
+	}
+	if ctx != nil {
+		var sig *signalled
+		if errors.As(context.Cause(ctx), &sig) {
+			return signalCode(sig.sig), "stopped by " + sig.sig.String() + " after cleanup: no partial snapshot or staging directory was left; run the job again"
+		}
+	}
+	switch {
+	case errors.Is(err, config.ErrInvalid):
+		return exitConfig, "fix the variable named above (see the README's variable table); retrying will not help"
+	case errors.Is(err, job.ErrPrune):
+		return exitPrune, "the new snapshot is stored; check that the job may list and delete objects under the prefix; the next run prunes again"
+	case errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
+		return exitIntegrity, "the snapshot is damaged or unsafe and nothing was written; restore an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
+	case errors.Is(err, job.ErrNothingToRestore):
+		return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX, SNAPSHOT_NAME and SNAPSHOT_RESTORE_KEY, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
+	case errors.Is(err, job.ErrNotEmpty):
+		return exitNothing, "the restore directory holds data: set SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip to leave it, or overwrite to replace entries of the same name"
+	case errors.Is(err, upload.ErrAccess):
+		return exitAccess, "check the bucket or container name, the region or endpoint, and that the credentials are valid and allowed to use it"
+	case errors.Is(err, archive.ErrSource):
+		return exitLocal, "check that SNAPSHOT_SOURCE_DIR is mounted and readable by the job's user (runAsUser/fsGroup)"
+	case errors.Is(err, archive.ErrTarget):
+		return exitLocal, "check that SNAPSHOT_RESTORE_DIR is mounted read-write, writable by the job's user, and has space for the snapshot"
+	case errors.Is(err, upload.ErrExists):
+		return exitTransfer, "an object with this name already exists (two runs in the same second?); run the job again"
+	case errors.Is(err, upload.ErrTransfer):
+		return exitTransfer, "the store could not be reached or kept failing after retries; nothing partial was left; run the job again"
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitTransfer, "a deadline passed; nothing partial was left; run the job again"
+	}
+	return exitInternal, "unexpected error: please report it with this log; running the job again may help"
+}
+
+// oneLine keeps error text on one line for logs and the termination
+// message.
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

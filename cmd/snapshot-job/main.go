@@ -1,0 +1,234 @@
+// Command snapshot-job backs up a snapshot volume to object storage and
+// restores it, as a Kubernetes Job. Configuration comes only from
+// SNAPSHOT_* environment variables; the first argument picks the verb.
+// This package wires the parts together and turns errors into exit codes.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/job"
+)
+
+// Set with -ldflags "-X main.version=... -X main.commit=...".
+var version, commit string
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: snapshot-job [backup|restore|list|prune|verify|version] [--json]
+
+Configuration comes from SNAPSHOT_* environment variables; see the README.
+Without a verb, SNAPSHOT_MODE picks one (default backup).
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	verb, asJSON, argErr := parseArgs(args)
+	if verb == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if verb == "version" {
+		v, c := buildInfo()
+		fmt.Fprintf(stdout, "snapshot-job %s (commit %s, %s, %s/%s)\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	}
+	cfg, warnings, cfgErr := config.Load()
+	log := newLogger(cfg, stderr)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if verb == "" {
+		verb = cfg.Mode
+	}
+	if !slices.Contains(config.Verbs, verb) {
+		verb = "backup"
+	}
+	log = log.With("verb", verb)
+	start := time.Now()
+	var res job.Result
+	err := errors.Join(argErr, cfgErr)
+	if err != nil {
+		res.Verb = verb
+		return finish(log, cfg.TerminationLog, res, err, nil, start)
+	}
+	if verb == "list" && cfg.LogFormat == "json" {
+		asJSON = true
+	}
+
+	ctx, stop := signalContext(log)
+	defer stop()
+	v, _ := buildInfo()
+	store, err := newStore(ctx, cfg, log, v)
+	if err != nil {
+		res.Verb = verb
+		return finish(log, cfg.TerminationLog, res, err, ctx, start)
+	}
+	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v}
+	switch verb {
+	case "backup":
+		res, err = r.Backup(ctx)
+	case "restore":
+		res, err = r.Restore(ctx)
+	case "list":
+		res, err = r.List(ctx, asJSON)
+	case "prune":
+		res, err = r.Prune(ctx)
+	case "verify":
+		res, err = r.Verify(ctx)
+	}
+	return finish(log, cfg.TerminationLog, res, err, ctx, start)
+}
+
+func parseArgs(args []string) (verb string, asJSON bool, err error) {
+	for _, a := range args {
+		switch {
+		case a == "--json":
+			asJSON = true
+		case a == "-h" || a == "--help" || a == "help":
+			return "help", false, nil
+		case strings.HasPrefix(a, "-"):
+			return "", false, fmt.Errorf("%w: unknown flag %q; the only flag is --json (for list), everything else is an environment variable", config.ErrInvalid, a)
+		case verb != "":
+			return "", false, fmt.Errorf("%w: more than one verb (%q, %q)", config.ErrInvalid, verb, a)
+		case !slices.Contains(config.Verbs, a):
+			return "", false, fmt.Errorf("%w: unknown verb %q; use one of %s", config.ErrInvalid, a, strings.Join(config.Verbs, ", "))
+		default:
+			verb = a
+		}
+	}
+	return verb, asJSON, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// signalled is the cancellation cause when SIGTERM or SIGINT arrives.
+type signalled struct{ sig os.Signal }
+
+func (s *signalled) Error() string { return "stopped by " + s.sig.String() }
+
+func signalCode(sig os.Signal) int {
+	if sig == syscall.SIGINT {
+		return 130
+	}
+	return 143
+}
+
+// signalContext cancels on the first SIGTERM or SIGINT, so that every
+// part cleans up (aborted uploads, removed staging). A second signal exits
+// at once: the operator insisted.
+func signalContext(log *slog.Logger) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig, ok := <-ch
+		if !ok {
+			return
+		}
+		log.Warn("signal received: stopping and cleaning up", "signal", sig.String())
+		cancel(&signalled{sig})
+		if sig, ok = <-ch; ok {
+			log.Error("second signal: exiting without cleanup", "signal", sig.String(), "exit_code", signalCode(sig))
+			os.Exit(signalCode(sig))
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(ch)
+		cancel(nil)
+	}
+}
+
+// finish logs the outcome, writes the termination message and returns the
+// exit code. A failure always ends with one error line saying what failed
+// and what to do.
+func finish(log *slog.Logger, terminationLog string, res job.Result, err error, ctx context.Context, start time.Time) int {
+	res.Seconds = round(time.Since(start).Seconds())
+	code, hint := classify(ctx, err)
+	writeTermination(terminationLog, res, code, err)
+	if code == 0 {
+		log.Info(res.Verb+" finished", "outcome", res.Outcome, "key", res.Key, "seconds", res.Seconds, "exit_code", 0)
+		return 0
+	}
+	log.Error(res.Verb+" failed: "+oneLine(err.Error()), "exit_code", code, "hint", hint)
+	return code
+}
+
+func round(f float64) float64 { return float64(int64(f*1000)) / 1000 }
+
+// writeTermination writes the one-line JSON result Kubernetes shows in
+// `kubectl describe pod`. It is capped at the kubelet's 4096 bytes, and
+// skipped when the file cannot be written (outside a pod).
+func writeTermination(path string, res job.Result, code int, err error) {
+	if path == "" {
+		return
+	}
+	msg := struct {
+		job.Result
+		ExitCode int    `json:"exit_code"`
+		Error    string `json:"error,omitempty"`
+	}{Result: res, ExitCode: code}
+	if err != nil {
+		msg.Error = oneLine(err.Error())
+	}
+	if len(msg.Deleted) > 20 {
+		msg.Deleted = append(msg.Deleted[:20:20], fmt.Sprintf("... and %d more", len(msg.Deleted)-20))
+	}
+	b, jerr := json.Marshal(msg)
+	if jerr != nil {
+		return
+	}
+	if len(b) > 4000 {
+		msg.Error = msg.Error[:min(len(msg.Error), 1000)] + "..."
+		msg.Deleted = nil
+		b, _ = json.Marshal(msg)
+	}
+	_ = os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func buildInfo() (string, string) {
+	v, c := version, commit
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && c == "" && len(s.Value) >= 12 {
+				c = s.Value[:12]
+			}
+		}
+	}
+	if v == "" {
+		v = "dev"
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return v, c
+}

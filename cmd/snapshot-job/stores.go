@@ -1,0 +1,20 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/upload/file"
+)
+
+// newStore builds the provider SNAPSHOT_CLOUD_PROVIDER names.
+func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version string) (upload.Store, error) {
+	switch cfg.Provider {
+	case "file":
+		return file.New(cfg.File.Dir), nil
+	}
+	return nil, fmt.Errorf("%w: SNAPSHOT_CLOUD_PROVIDER=%s is not built into this binary", config.ErrInvalid, cfg.Provider)
+}

@@ -1,0 +1,113 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/snapname"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+)
+
+// errStoreStopped closes the archive's pipe when the store gave up first,
+// so that the archive's own error is recognisably a consequence.
+var errStoreStopped = errors.New("store stopped reading")
+
+// Backup archives the source directory into a new snapshot, then prunes
+// when a retention rule is set.
+func (r *Runner) Backup(ctx context.Context) (Result, error) {
+	start := r.now()
+	res := Result{Verb: "backup"}
+	c := r.Config
+	// The source is local and cheap to check; a missing volume should not
+	// wait for the network.
+	scan, err := archive.Scan(ctx, c.SourceDir)
+	if err != nil {
+		return res, fmt.Errorf("snapshot directory %s: %w", c.SourceDir, err)
+	}
+	if scan.Entries() == 0 {
+		r.Log.Warn("the snapshot directory is empty; storing an empty snapshot", "dir", c.SourceDir)
+	}
+	if err := r.Store.Check(ctx); err != nil {
+		return res, err
+	}
+	res.Key = snapname.Key(c.Prefix, c.Name, start)
+	r.Log.Info("backup started", "key", res.Key, "store", r.Store.String(), "source", c.SourceDir,
+		"files", scan.Files, "source_bytes", scan.Bytes, "level", c.CompressionLevel)
+
+	var read, stored atomic.Int64
+	pr, pw := io.Pipe()
+	archived := make(chan error, 1)
+	var st archive.Stats
+	go func() {
+		var err error
+		st, err = archive.Write(ctx, pw, c.SourceDir, archive.WriteOptions{
+			Level:    c.CompressionLevel,
+			Logger:   r.Log,
+			Progress: &read,
+		})
+		pw.CloseWithError(err)
+		archived <- err
+	}()
+	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes, &read, &stored)
+	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, upload.PutOptions{
+		SizeHint: sizeHint(scan),
+		Metadata: map[string]string{
+			"source-bytes": strconv.FormatInt(scan.Bytes, 10),
+			"files":        strconv.FormatInt(scan.Files, 10),
+			"tool-version": r.Version,
+			"created":      start.Format(time.RFC3339),
+		},
+	})
+	pr.CloseWithError(errStoreStopped)
+	archErr := <-archived
+	prog.done()
+	// The archive's error explains a failed Put better than the store's
+	// rewording of it, unless the archive failed only because the store
+	// stopped reading.
+	if archErr != nil && !errors.Is(archErr, errStoreStopped) {
+		if cerr := ctx.Err(); cerr != nil {
+			return res, context.Cause(ctx)
+		}
+		return res, fmt.Errorf("archiving %s: %w", c.SourceDir, archErr)
+	}
+	if putErr != nil {
+		return res, fmt.Errorf("storing %s: %w", res.Key, putErr)
+	}
+	res.Outcome = "stored"
+	res.Bytes, res.SourceBytes, res.Entries = n, st.Bytes, st.Entries()
+	elapsed := time.Since(start)
+	r.Log.Info("snapshot stored", "key", res.Key, "bytes", n, "source_bytes", st.Bytes,
+		"entries", st.Entries(), "skipped", st.Skipped, "changed_while_read", st.Changed,
+		"ratio", ratio(st.Bytes, n), "seconds", elapsed.Seconds(),
+		"rate_mib_s", round1(float64(st.Bytes)/(1<<20)/elapsed.Seconds()))
+
+	if c.Retention.Enabled() {
+		deleted, err := r.prune(ctx, start, res.Key)
+		res.Deleted = deleted
+		if err != nil {
+			return res, fmt.Errorf("%w: the backup %s is stored and safe; %w", ErrPrune, res.Key, err)
+		}
+	}
+	return res, nil
+}
+
+// sizeHint is an upper estimate of the compressed stream: content, a
+// header block and a PAX block per entry plus padding, and zstd's
+// worst-case growth on incompressible data.
+func sizeHint(s archive.Stats) int64 {
+	tar := s.Bytes + (s.Entries()+s.Skipped)*1536 + 1024
+	return tar + tar/64 + 1<<20
+}
+
+func ratio(src, stored int64) float64 {
+	if stored == 0 {
+		return 0
+	}
+	return round1(float64(src) / float64(stored))
+}

@@ -1,0 +1,114 @@
+// Package job carries out the verbs: backup, restore, list, prune and
+// verify. It connects the archive to a store and reports what happened;
+// the command turns its errors into exit codes.
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/snapname"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+)
+
+// Error kinds of the verbs themselves.
+var (
+	// ErrNothingToRestore: no snapshot matches (exit 8).
+	ErrNothingToRestore = errors.New("nothing to restore")
+	// ErrNotEmpty: the restore target holds data (exit 8).
+	ErrNotEmpty = errors.New("restore target not empty")
+	// ErrPrune: the backup was stored but pruning failed (exit 6).
+	ErrPrune = errors.New("retention pruning failed")
+)
+
+// Runner runs one verb.
+type Runner struct {
+	Config  config.Config
+	Store   upload.Store
+	Log     *slog.Logger
+	Stdout  io.Writer // list output
+	Version string
+	// Now is the clock; the run's start time names the snapshot and
+	// anchors retention.
+	Now func() time.Time
+}
+
+// Result is what a verb did, for the summary log line and the
+// termination message.
+type Result struct {
+	Verb        string   `json:"verb"`
+	Outcome     string   `json:"outcome"`
+	Key         string   `json:"key,omitempty"`
+	Bytes       int64    `json:"bytes,omitempty"`        // compressed bytes stored or read
+	SourceBytes int64    `json:"source_bytes,omitempty"` // file content bytes archived or restored
+	Entries     int64    `json:"entries,omitempty"`
+	Deleted     []string `json:"deleted,omitempty"`
+	Seconds     float64  `json:"seconds"`
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// snapshots lists this job's snapshots under the prefix, newest first.
+func (r *Runner) snapshots(ctx context.Context) ([]upload.Object, error) {
+	objs, err := r.Store.List(ctx, r.Config.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	var out []upload.Object
+	for _, o := range objs {
+		if _, ok := snapname.Parse(r.Config.Prefix, r.Config.Name, o.Key); ok {
+			out = append(out, o)
+		}
+	}
+	// The names sort by time: same prefix, same name, fixed-width stamp.
+	slices.SortFunc(out, func(a, b upload.Object) int {
+		switch {
+		case a.Key > b.Key:
+			return -1
+		case a.Key < b.Key:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// resolve turns SNAPSHOT_RESTORE_KEY into an object key.
+func (r *Runner) resolve(ctx context.Context) (string, error) {
+	key := r.Config.Restore.Key
+	if key != "latest" {
+		return key, nil
+	}
+	snaps, err := r.snapshots(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(snaps) == 0 {
+		return "", fmt.Errorf("%w: no snapshot named %s-<time>%s under %q in %s", ErrNothingToRestore, r.Config.Name, snapname.Ext, r.Config.Prefix, r.Store)
+	}
+	return snaps[0].Key, nil
+}
+
+// open resolves and opens the snapshot to read.
+func (r *Runner) open(ctx context.Context) (io.ReadCloser, upload.Object, error) {
+	key, err := r.resolve(ctx)
+	if err != nil {
+		return nil, upload.Object{}, err
+	}
+	rc, obj, err := r.Store.Get(ctx, key)
+	if errors.Is(err, upload.ErrNotFound) {
+		return nil, obj, fmt.Errorf("%w: %w", ErrNothingToRestore, err)
+	}
+	return rc, obj, err
+}
