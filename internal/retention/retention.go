@@ -123,6 +123,7 @@ const (
 // written by a clock that runs ahead of ours; it is kept and does not take
 // a KeepLast slot or a day/week/month, so a skewed writer can never push
 // real snapshots out. Once now passes its time it is judged like any other.
+// (A zero now therefore deletes nothing.)
 //
 // justWritten is the key this run stored ("" for the prune verb). It is
 // always kept, and counted by the rules at the time in its name like any

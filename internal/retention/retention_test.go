@@ -323,6 +323,13 @@ func TestPlan(t *testing.T) {
 			want:  []string{"2026-11-26T12:00:00Z"},
 		},
 		{
+			name:  "a zero now (a caller's bug) deletes nothing: every snapshot is in its future",
+			times: []string{"2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"},
+			p:     Policy{KeepLast: 1, MaxAge: time.Hour},
+			now:   "0001-01-01T00:00:00Z",
+			want:  []string{"2026-11-26T11:00:00Z", "2026-11-26T10:00:00Z"},
+		},
+		{
 			name:        "the snapshot just written need not be in the listing",
 			times:       []string{"2026-11-26T10:00:00Z", "2026-11-26T11:00:00Z"},
 			p:           Policy{KeepLast: 1},
