@@ -173,7 +173,11 @@ func finish(log *slog.Logger, terminationLog string, res job.Result, err error, 
 	code, hint := classify(ctx, err)
 	writeTermination(terminationLog, res, code, err)
 	if code == 0 {
-		log.Info(res.Verb+" finished", "outcome", res.Outcome, "key", res.Key, "seconds", res.Seconds, "exit_code", 0)
+		attrs := []any{"outcome", res.Outcome, "seconds", res.Seconds, "exit_code", 0}
+		if res.Key != "" {
+			attrs = append(attrs, "key", res.Key)
+		}
+		log.Info(res.Verb+" finished", attrs...)
 		return 0
 	}
 	log.Error(res.Verb+" failed: "+oneLine(err.Error()), "exit_code", code, "hint", hint)

@@ -2,22 +2,94 @@ package job
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/retention"
+	"github.com/snapshot-job/snapshot-job/internal/snapname"
 )
 
-// prune applies the retention policy. justWritten is never deleted.
-func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string) ([]string, error) {
-	return nil, nil // wired to internal/retention when it lands
+// staleUploadAge is how old an incomplete upload must be before pruning
+// aborts it: old enough that no running backup can own it.
+const staleUploadAge = 24 * time.Hour
+
+// uploadSweeper is offered by stores where a failed upload can leave
+// billed parts behind (S3 multipart uploads). Azure's uncommitted blocks
+// expire by themselves.
+type uploadSweeper interface {
+	// AbortIncompleteUploads aborts uploads under prefix started before
+	// olderThan whose key match accepts, and returns their keys.
+	AbortIncompleteUploads(ctx context.Context, prefix string, olderThan time.Time, match func(key string) bool) ([]string, error)
 }
 
 // Prune applies retention without a backup.
 func (r *Runner) Prune(ctx context.Context) (Result, error) {
-	res := Result{Verb: "prune"}
+	res := Result{Verb: "prune", Outcome: "pruned"}
 	if err := r.Store.Check(ctx); err != nil {
 		return res, err
 	}
+	if !r.Config.Retention.Enabled() {
+		r.Log.Warn("no retention rule is set (SNAPSHOT_RETENTION_KEEP_LAST, _KEEP_DAILY, _KEEP_WEEKLY, _KEEP_MONTHLY, _MAX_AGE): nothing is deleted")
+		res.Outcome = "no rule set"
+		return res, nil
+	}
 	deleted, err := r.prune(ctx, r.now(), "")
 	res.Deleted = deleted
-	res.Outcome = "pruned"
 	return res, err
+}
+
+// prune applies the retention policy at the run's start time. The
+// snapshot justWritten is never deleted. Every decision is logged with
+// its reason: deletions at info, keeps at debug (info in a dry run).
+func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string) ([]string, error) {
+	c := r.Config
+	policy := retention.FromConfig(c.Retention)
+	objs, err := r.Store.List(ctx, c.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing %q: %w", c.Prefix, err)
+	}
+	keys := make([]string, 0, len(objs))
+	for _, o := range objs {
+		keys = append(keys, o.Key)
+	}
+	snaps := retention.Match(c.Prefix, c.Name, keys)
+	dry := c.Retention.DryRun
+	var doomed []string
+	for _, d := range retention.Plan(snaps, policy, start, justWritten) {
+		switch {
+		case !d.Keep && dry:
+			r.Log.Info("would delete (dry run)", "key", d.Key, "reason", d.Reason())
+		case !d.Keep:
+			r.Log.Info("deleting snapshot", "key", d.Key, "reason", d.Reason())
+		case dry:
+			r.Log.Info("would keep (dry run)", "key", d.Key, "reason", d.Reason())
+		default:
+			r.Log.Debug("keeping snapshot", "key", d.Key, "reason", d.Reason())
+		}
+		if !d.Keep {
+			doomed = append(doomed, d.Key)
+		}
+	}
+	r.Log.Info("retention", "policy", policy.String(), "snapshots", len(snaps), "delete", len(doomed),
+		"keep", len(snaps)-len(doomed), "other_keys_untouched", len(keys)-len(snaps), "dry_run", dry)
+	if dry {
+		return nil, nil
+	}
+	if err := r.Store.Delete(ctx, doomed); err != nil {
+		return nil, fmt.Errorf("deleting %d snapshots: %w", len(doomed), err)
+	}
+	if s, ok := r.Store.(uploadSweeper); ok {
+		ours := func(key string) bool {
+			_, ok := snapname.Parse(c.Prefix, c.Name, key)
+			return ok
+		}
+		aborted, err := s.AbortIncompleteUploads(ctx, c.Prefix, start.Add(-staleUploadAge), ours)
+		for _, k := range aborted {
+			r.Log.Info("aborted an incomplete upload older than 24h", "key", k)
+		}
+		if err != nil {
+			return doomed, fmt.Errorf("aborting incomplete uploads: %w", err)
+		}
+	}
+	return doomed, nil
 }
