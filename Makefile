@@ -18,7 +18,7 @@ AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test test-short lint tools demo bench image clean
+.PHONY: all build test lint tools demo bench image clean fuzz
 
 all: build
 
@@ -44,7 +44,23 @@ lint:
 
 ## test: everything CI runs (installs and starts what the tests need)
 test: tools lint
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+## fuzz: run every fuzz target for FUZZTIME each (seed corpora in testdata/)
+FUZZTIME ?= 5s
+FUZZ_TARGETS := \
+	./internal/archive:FuzzExtract ./internal/archive:FuzzExtractRaw \
+	./internal/config:FuzzParseSize ./internal/config:FuzzParseDuration ./internal/config:FuzzLoad \
+	./internal/snapname:FuzzParse ./internal/retention:FuzzPlan ./internal/retention:FuzzMatch
+fuzz:
+	@mkdir -p $(TOOLS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 2 >$(TOOLS)/fuzz-$$fn.log 2>&1 || { cat $(TOOLS)/fuzz-$$fn.log; exit 1; }; \
+		tail -n 1 $(TOOLS)/fuzz-$$fn.log; \
+	done
 
 ## demo: back up a sample tree into a local store, list, verify, restore, compare
 demo: $(BIN)

@@ -264,3 +264,45 @@ func writeBig(t *testing.T, path string, n int) {
 		t.Fatal(err)
 	}
 }
+
+// podUID is the user the container image runs as (distroless nonroot).
+const podUID = 65532
+
+// runJobAs runs the job as podUID when the tests run as root, as it runs
+// in a pod. The binary's and the test's directories are made reachable.
+func runJobAs(t *testing.T, e env, args ...string) jobResult {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return runJob(t, e, args...)
+	}
+	os.Chmod(filepath.Dir(binary), 0o755)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = e.list(t)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: podUID, Gid: podUID}}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := jobResult{stdout: stdout.String(), stderr: stderr.String(), lines: parseLines(stderr.String())}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running snapshot-job: %v", err)
+	}
+	return res
+}
+
+// reachable opens dir and its parents for other users to traverse, and
+// hands dir itself to podUID when writable is set.
+func reachable(t *testing.T, dir string, writable bool) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	if writable {
+		os.Chown(dir, podUID, podUID)
+	}
+}

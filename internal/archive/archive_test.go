@@ -512,3 +512,44 @@ func (c *cancelAfter) Read(p []byte) (int, error) {
 }
 
 var _ = time.Now
+
+func TestFileVanishesBeforeOpen(t *testing.T) {
+	src := t.TempDir()
+	for _, n := range []string{"a.pcap", "b.pcap", "c.pcap"} {
+		os.WriteFile(filepath.Join(src, n), []byte(n), 0o644)
+	}
+	log, buf := logBuffer()
+	var out bytes.Buffer
+	st, err := Write(t.Context(), &out, src, WriteOptions{Logger: log, beforeOpen: func(rel string) {
+		if rel == "b.pcap" {
+			os.Remove(filepath.Join(src, rel)) // rotated away by the capture tool
+		}
+	}})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if st.Files != 2 || st.Skipped != 1 || !strings.Contains(buf.String(), "vanished") {
+		t.Fatalf("stats %+v, log:\n%s", st, buf)
+	}
+	dst := t.TempDir()
+	if _, err := Extract(t.Context(), bytes.NewReader(out.Bytes()), dst, ExtractOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if names := testenv.ReadTree(t, dst, nil); len(names) != 2 {
+		t.Fatalf("restored %v", names)
+	}
+}
+
+func TestFileTurnsUnreadableBeforeOpen(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads everything; cmd/snapshot-job tests this as UID 65532")
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
+	_, err := Write(t.Context(), io.Discard, src, WriteOptions{beforeOpen: func(rel string) {
+		os.Chmod(filepath.Join(src, rel), 0)
+	}})
+	if !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "a.pcap") {
+		t.Fatalf("err = %v, want ErrSource naming the file", err)
+	}
+}

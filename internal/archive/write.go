@@ -29,8 +29,9 @@ type WriteOptions struct {
 	// Progress, if set, is advanced by the source bytes archived.
 	Progress *atomic.Int64
 
-	// afterHeader lets tests change a file between its header and its
-	// content, as a live capture does.
+	// Test hooks: change a file before it is opened, or between its
+	// header and its content, as live captures and rotations do.
+	beforeOpen  func(rel string)
 	afterHeader func(rel string)
 }
 
@@ -130,6 +131,7 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		progress: opts.Progress,
 		links:    make(map[fileID]string),
 		buf:      make([]byte, 1<<20),
+		before:   opts.beforeOpen,
 		after:    opts.afterHeader,
 	}
 	err = walk(ctx, dir, log, aw.add)
@@ -161,6 +163,7 @@ type archiver struct {
 	links    map[fileID]string // first name of each multiply-linked file
 	buf      []byte
 	st       Stats
+	before   func(rel string)
 	after    func(rel string)
 }
 
@@ -211,6 +214,9 @@ func (a *archiver) vanished(rel string, err error) error {
 }
 
 func (a *archiver) addFile(path, rel string) error {
+	if a.before != nil {
+		a.before(rel)
+	}
 	// O_NONBLOCK: if the file was swapped for a FIFO since the directory
 	// was read, open must not block. O_NOFOLLOW: nor for a symlink.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)

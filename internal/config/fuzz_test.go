@@ -1,0 +1,79 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"16MiB", "64M", "1GiB", "8388608", "1.5g", "10 MB", "", "-1", "1e9", "99999999999999999999TiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), "size") && !strings.Contains(err.Error(), "unit") && !strings.Contains(err.Error(), "large") {
+				t.Fatalf("error does not say what is wrong: %v", err)
+			}
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseSize(%q) = %d, negative", s, n)
+		}
+		// What String prints parses back to the same size.
+		if m, err := ParseSize(n.String()); err != nil || m != n {
+			t.Fatalf("ParseSize(%q) = %d; ParseSize(%q) = %d, %v", s, n, n.String(), m, err)
+		}
+	})
+}
+
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"30d", "90m", "1d12h", "1.5d", "0", "-1h", "d", "1dd", "9999999999d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("ParseDuration(%q) = %s, negative", s, time.Duration(d))
+		}
+		if !strings.Contains(s, "d") {
+			if g, err := time.ParseDuration(strings.TrimSpace(s)); err != nil || Duration(g) != d {
+				t.Fatalf("ParseDuration(%q) = %s, differs from time.ParseDuration", s, d)
+			}
+		}
+	})
+}
+
+// FuzzLoad sets arbitrary values for a few variables: Load must either
+// accept them or return ErrInvalid naming a variable, never panic.
+func FuzzLoad(f *testing.F) {
+	f.Add("file", "/x", "16MiB", "30d", "3", "snap", "fail")
+	f.Add("s3", "", "0", "-1d", "-1", "My_Snap", "replace")
+	f.Add("", "", "", "", "", "", "")
+	f.Fuzz(func(t *testing.T, provider, dir, part, age, keep, name, ifEmpty string) {
+		for _, v := range []string{provider, dir, part, age, keep, name, ifEmpty} {
+			if strings.ContainsRune(v, 0) {
+				return // the environment cannot hold NUL
+			}
+		}
+		setenv(t, "SNAPSHOT_CLOUD_PROVIDER", provider, "SNAPSHOT_FILE_DIR", dir, "SNAPSHOT_PART_SIZE", part,
+			"SNAPSHOT_RETENTION_MAX_AGE", age, "SNAPSHOT_RETENTION_KEEP_LAST", keep, "SNAPSHOT_NAME", name,
+			"SNAPSHOT_RESTORE_IF_NOT_EMPTY", ifEmpty, "SNAPSHOT_AWS_BUCKET", "b", "SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "a",
+			"SNAPSHOT_AZBLOB_CONTAINER", "c")
+		c, _, err := Load()
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "SNAPSHOT_") {
+				t.Fatalf("error %v: not ErrInvalid naming a variable", err)
+			}
+			return
+		}
+		if c.PartSize < MinPartSize || c.Retention.KeepLast < 0 || !nameRE.MatchString(c.Name) {
+			t.Fatalf("accepted an invalid config: %+v", c)
+		}
+	})
+}
