@@ -1,0 +1,129 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
+)
+
+// benchSize is the dataset of the per-stage benchmarks: large enough to
+// reach steady state, small enough for `go test -bench`.
+const benchSize = 64 << 20
+
+var (
+	benchOnce sync.Once
+	benchDir  string
+	benchTar  []byte // the dataset as an uncompressed tar stream
+	benchZst  []byte // and compressed at the default level
+	benchErr  error
+)
+
+func benchData(b *testing.B) (string, []byte, []byte) {
+	b.Helper()
+	benchOnce.Do(func() {
+		benchDir, benchErr = bOsMkdirTemp()
+		if benchErr != nil {
+			return
+		}
+		if _, benchErr = testenv.GenerateDataset(benchDir, benchSize); benchErr != nil {
+			return
+		}
+		var tb bytes.Buffer
+		a := &archiver{tw: tar.NewWriter(&tb), log: slog.New(slog.DiscardHandler), links: map[fileID]string{}, buf: make([]byte, 1<<20)}
+		if benchErr = walk(b.Context(), benchDir, nil, a.add); benchErr == nil {
+			benchErr = a.tw.Close()
+		}
+		benchTar = tb.Bytes()
+		var zb bytes.Buffer
+		if _, benchErr = Write(b.Context(), &zb, benchDir, WriteOptions{}); benchErr == nil {
+			benchZst = zb.Bytes()
+		}
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchDir, benchTar, benchZst
+}
+
+// BenchmarkStageArchive: walking and reading the tree into tar, no
+// compression. Bounds what read-ahead can gain.
+func BenchmarkStageArchive(b *testing.B) {
+	dir, tarData, _ := benchData(b)
+	b.SetBytes(int64(len(tarData)))
+	b.ReportAllocs()
+	for b.Loop() {
+		a := &archiver{tw: tar.NewWriter(io.Discard), log: slog.New(slog.DiscardHandler), links: map[fileID]string{}, buf: make([]byte, 1<<20)}
+		if err := walk(b.Context(), dir, nil, a.add); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStageCompress: zstd alone over the tar stream, per level.
+func BenchmarkStageCompress(b *testing.B) {
+	_, tarData, _ := benchData(b)
+	for _, level := range []string{"fastest", "default", "better"} {
+		b.Run(level, func(b *testing.B) {
+			l, _ := encoderLevel(level)
+			b.SetBytes(int64(len(tarData)))
+			b.ReportAllocs()
+			for b.Loop() {
+				zw, err := zstd.NewWriter(io.Discard, zstd.WithEncoderLevel(l), zstd.WithEncoderCRC(true), zstd.WithConcurrentBlocks(true))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := zw.Write(tarData); err != nil {
+					b.Fatal(err)
+				}
+				if err := zw.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWrite: the whole backup side of the archive (walk, tar, zstd).
+func BenchmarkWrite(b *testing.B) {
+	dir, tarData, _ := benchData(b)
+	b.SetBytes(int64(len(tarData)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Write(b.Context(), io.Discard, dir, WriteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerify: decompression and tar parsing, no disk writes.
+func BenchmarkVerify(b *testing.B) {
+	_, tarData, zst := benchData(b)
+	b.SetBytes(int64(len(tarData)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Verify(b.Context(), bytes.NewReader(zst), 0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkExtract: the restore side, into a fresh directory each time.
+func BenchmarkExtract(b *testing.B) {
+	_, tarData, zst := benchData(b)
+	b.SetBytes(int64(len(tarData)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Extract(b.Context(), bytes.NewReader(zst), b.TempDir(), ExtractOptions{noSync: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func bOsMkdirTemp() (string, error) { return os.MkdirTemp("", "snapshot-job-bench-") }
