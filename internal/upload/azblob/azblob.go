@@ -86,6 +86,7 @@ type timing struct {
 	minRate      float64       // bytes per second a block or range must at least move at
 	rangeRetries int32         // SDK retries of a range; the ranged reader retries too
 	cleanup      time.Duration // budget for discarding staged blocks after a failure
+	cancelGrace  time.Duration // blocks in flight may finish this long after a cancellation
 }
 
 func defaultTiming() timing {
@@ -100,7 +101,8 @@ func defaultTiming() timing {
 		dataTry:       30 * time.Second,
 		minRate:       512 << 10,
 		rangeRetries:  1,
-		cleanup:       30 * time.Second,
+		cleanup:       15 * time.Second,
+		cancelGrace:   10 * time.Second,
 	}
 }
 

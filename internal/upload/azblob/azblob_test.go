@@ -496,7 +496,7 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 }
 
 // closedPort returns a 127.0.0.1 address nothing listens on.
-func closedPort(t testing.TB) string {
+func closedPort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

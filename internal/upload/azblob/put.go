@@ -159,10 +159,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 // It returns the IDs of every block it started, even on error, so that
 // the caller knows whether there is anything to discard.
 //
-// A failure stops new blocks but lets those in flight finish: a block
-// aborted mid-request may still land on the server after the discard,
-// and would then stay behind. Only the caller's cancellation aborts them.
+// A failure or cancellation stops new blocks but lets those in flight
+// finish: a block aborted mid-request may still land on the server after
+// the discard, and would then stay behind. After a cancellation they get
+// tm.cancelGrace (a pod has 30 s between SIGTERM and SIGKILL) before they
+// are aborted too.
 func (s *Store) stage(ctx context.Context, bb *blockblob.Client, key string, r io.Reader, uploadID string, blockSize int64) ([]string, int64, error) {
+	reqCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.tm.cancelGrace, abort) })
+	defer stopGrace()
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -211,7 +217,7 @@ read:
 			wg.Add(1)
 			go func(b []byte) {
 				defer wg.Done()
-				_, err := bb.StageBlock(s.data(ctx, int64(len(b)), s.tm.retries), id, streaming.NopCloser(bytes.NewReader(b)), nil)
+				_, err := bb.StageBlock(s.data(reqCtx, int64(len(b)), s.tm.retries), id, streaming.NopCloser(bytes.NewReader(b)), nil)
 				<-slots
 				free <- b[:0]
 				if err != nil {
