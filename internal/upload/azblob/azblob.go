@@ -444,21 +444,26 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 		case re.StatusCode == http.StatusNotFound:
 			return fmt.Errorf("%w: %s %s: storage account or container not found at %s (%s): check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_AZBLOB_CONTAINER and SNAPSHOT_AZBLOB_ENDPOINT", upload.ErrAccess, op, where, s.endpoint, detail)
 		case re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
-			return fmt.Errorf("%w: %s %s: %s after %d retries", upload.ErrTransfer, op, where, detail, s.tm.retries)
+			return fmt.Errorf("%w: %s %s: %s, still after retries", upload.ErrTransfer, op, where, detail)
 		default:
 			// Neither access nor transfer: a bug or an unexpected service
 			// answer, reported as is (exit 1).
 			return fmt.Errorf("azblob: %s %s: unexpected answer %s", op, where, detail)
 		}
 	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+		// A typo in the account name: retrying will not help.
+		return fmt.Errorf("%w: %s %s: %s does not resolve: check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT and SNAPSHOT_AZBLOB_ENDPOINT", upload.ErrAccess, op, where, dnsErr.Name)
+	}
 	var certErr *tls.CertificateVerificationError
 	if errors.As(err, &certErr) {
 		return fmt.Errorf("%w: %s %s: the TLS certificate of %s is not trusted: %v", upload.ErrAccess, op, where, s.endpoint, certErr.Err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %s %s: no answer from %s in time after %d retries: %v", upload.ErrTransfer, op, where, s.endpoint, s.tm.retries, err)
+		return fmt.Errorf("%w: %s %s: no answer from %s in time, retries included: %v", upload.ErrTransfer, op, where, s.endpoint, err)
 	}
-	return fmt.Errorf("%w: %s %s at %s: %v", upload.ErrTransfer, op, where, s.endpoint, err)
+	return fmt.Errorf("%w: %s %s at %s, retries included: %v", upload.ErrTransfer, op, where, s.endpoint, err)
 }
 
 // ctxErr is ctx's error together with its cause (e.g. the signal that

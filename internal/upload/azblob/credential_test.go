@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
@@ -418,6 +420,20 @@ func TestWorkloadIdentity(t *testing.T) {
 		}
 	})
 
+	t.Run("untrusted certificate", func(t *testing.T) {
+		// The production transport trusts the system roots (and
+		// SSL_CERT_FILE), not the certificate made for this test.
+		s, err := New(t.Context(), config.Azure{Account: az.Account(), Container: testContainer, Endpoint: az.Endpoint(), StorageKey: config.Secret(az.Key())}, Options{Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.tm = fastTiming()
+		err = s.Check(t.Context())
+		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "not trusted") {
+			t.Fatalf("Check against an untrusted certificate: err = %v, want ErrAccess saying so", err)
+		}
+	})
+
 	t.Run("federation rejected", func(t *testing.T) {
 		if err := os.WriteFile(tokenFile, []byte("a token for another subject"), 0o600); err != nil {
 			t.Fatal(err)
@@ -441,4 +457,57 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestErrorMapping(t *testing.T) {
+	s, err := New(t.Context(), config.Azure{Account: "acct", Container: "snaps", StorageKey: config.Secret(testenv.AzuriteKey)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	respErr := func(status int, code string) error {
+		h := http.Header{}
+		if code != "" {
+			h.Set("x-ms-error-code", code)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "https://acct.blob.core.windows.net/snaps/k", nil)
+		return runtime.NewResponseError(&http.Response{StatusCode: status, Header: h, Body: http.NoBody, Request: req})
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		key  string
+		err  error
+		want error // nil: none of the sentinels
+	}{
+		{"container missing", t.Context(), "", respErr(404, "ContainerNotFound"), upload.ErrAccess},
+		{"blob missing", t.Context(), "k", respErr(404, "BlobNotFound"), upload.ErrNotFound},
+		{"blob missing, HEAD without code", t.Context(), "k", respErr(404, ""), upload.ErrNotFound},
+		{"account missing", t.Context(), "", respErr(404, "ResourceNotFound"), upload.ErrAccess},
+		{"bad key", t.Context(), "", respErr(403, "AuthenticationFailed"), upload.ErrAccess},
+		{"no role", t.Context(), "k", respErr(403, "AuthorizationPermissionMismatch"), upload.ErrAccess},
+		{"archived", t.Context(), "k", respErr(409, "BlobArchived"), upload.ErrAccess},
+		{"busy", t.Context(), "k", respErr(503, "ServerBusy"), upload.ErrTransfer},
+		{"internal", t.Context(), "k", respErr(500, "InternalError"), upload.ErrTransfer},
+		{"throttled", t.Context(), "k", respErr(429, ""), upload.ErrTransfer},
+		{"unexpected 400", t.Context(), "k", respErr(400, "InvalidHeaderValue"), nil},
+		{"account name does not resolve", t.Context(), "", &net.DNSError{Err: "no such host", Name: "acct.blob.core.windows.net", IsNotFound: true}, upload.ErrAccess},
+		{"dns timeout", t.Context(), "", &net.DNSError{Err: "i/o timeout", Name: "acct.blob.core.windows.net", IsTimeout: true}, upload.ErrTransfer},
+		{"try timeout", t.Context(), "k", fmt.Errorf("Get: %w", context.DeadlineExceeded), upload.ErrTransfer},
+		{"connection reset", t.Context(), "k", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, upload.ErrTransfer},
+		{"cancelled", cancelled, "k", respErr(503, "ServerBusy"), context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := s.fail(tc.ctx, "reading", tc.key, tc.err)
+			for _, sentinel := range []error{upload.ErrAccess, upload.ErrNotFound, upload.ErrTransfer, upload.ErrExists, context.Canceled} {
+				if errors.Is(got, sentinel) != (sentinel == tc.want) {
+					t.Fatalf("fail(%v) = %v: errors.Is(%v) = %v", tc.err, got, sentinel, !(sentinel == tc.want))
+				}
+			}
+			if !strings.Contains(got.Error(), "snaps") || strings.Contains(got.Error(), "\n") {
+				t.Fatalf("message %q should name the container on one line", got)
+			}
+		})
+	}
 }
