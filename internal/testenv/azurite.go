@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +58,7 @@ type Azurite struct {
 	endpoint string
 	cert     *AzuriteCert // nil over plain HTTP
 	client   *http.Client
+	pid      int
 
 	mu     sync.Mutex
 	output bytes.Buffer
@@ -96,6 +99,7 @@ func StartAzuriteWith(t testing.TB, o AzuriteOptions) *Azurite {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting Azurite: %v", err)
 	}
+	a.pid = cmd.Process.Pid
 	exited := make(chan struct{})
 	found := make(chan string, 1)
 	go func() {
@@ -152,6 +156,22 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.a.mu.Lock()
 	defer w.a.mu.Unlock()
 	return w.a.output.Write(p)
+}
+
+// CPUTime is the processor time Azurite used so far (user + system), so
+// benchmarks can tell whether the emulator or the client was the limit.
+func (a *Azurite) CPUTime(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.pid))
+	if err != nil {
+		t.Fatalf("Azurite CPU time: %v", err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
 }
 
 // Output returns what Azurite printed so far, for failure messages.
