@@ -4,6 +4,8 @@ package testenv
 
 import (
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -60,7 +62,9 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 	}
 	p := &FaultProxy{done: make(chan struct{})}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ErrorLog = nil
+	// A nil ErrorLog logs through the log package: every injected fault
+	// and client abort would print "http: proxy error" into test output.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.serve(w, r, rp)
 	}))
