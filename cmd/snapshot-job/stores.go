@@ -7,6 +7,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/upload/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/upload/file"
 )
 
@@ -15,6 +16,18 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 	switch cfg.Provider {
 	case "file":
 		return file.New(cfg.File.Dir), nil
+	case "azblob":
+		s, err := azblob.New(ctx, cfg.Azure, azblob.Options{
+			PartSize:    int64(cfg.PartSize),
+			Concurrency: cfg.UploadConcurrency,
+			Logger:      log,
+			Version:     version,
+		})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("azure blob storage", "store", s.String(), "credentials", s.CredentialMethod())
+		return s, nil
 	}
 	return nil, fmt.Errorf("%w: SNAPSHOT_CLOUD_PROVIDER=%s is not built into this binary", config.ErrInvalid, cfg.Provider)
 }
