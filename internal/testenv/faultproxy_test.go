@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestFaultProxy(t *testing.T) {
@@ -45,6 +47,20 @@ func TestFaultProxy(t *testing.T) {
 	got, _, err = get()
 	if err != nil || len(got) != len(body) || got == body || got[:12345] != body[:12345] || got[12346:] != body[12346:] {
 		t.Fatalf("flip fault: err %v, changed=%v", err, got != body)
+	}
+	// HoldResponse: the server sees the request, the client gives up.
+	var served atomic.Int32
+	held := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { served.Add(1) }))
+	defer held.Close()
+	hp := StartFaultProxy(t, held.URL)
+	hp.SetRule(func(*http.Request, int) Fault { return Fault{HoldResponse: time.Hour} })
+	hc := &http.Client{Timeout: 200 * time.Millisecond}
+	if resp, err := hc.Get(hp.URL + "/held"); err == nil {
+		resp.Body.Close()
+		t.Fatal("hold fault: got an answer")
+	}
+	if served.Load() != 1 {
+		t.Fatalf("hold fault: server saw %d requests, want 1", served.Load())
 	}
 	// net/http retries a GET once on a reused connection that was reset.
 	if r := p.Requests(); len(r) < 5 || r[0] != "GET /x" {
