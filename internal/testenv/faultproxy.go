@@ -20,6 +20,8 @@ type Fault struct {
 	Status int
 	// Body is sent with Status (e.g. an S3 <Error> document).
 	Body string
+	// Header is added to the answer sent with Status.
+	Header http.Header
 	// Reset closes the connection without answering.
 	Reset bool
 	// Hang never answers; the request ends only when the client gives up
@@ -129,6 +131,9 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.
 		resetConn(w)
 	case f.Status != 0:
 		w.Header().Set("Content-Type", "application/xml")
+		for k, v := range f.Header {
+			w.Header()[k] = v
+		}
 		w.WriteHeader(f.Status)
 		_, _ = w.Write([]byte(f.Body))
 	case f.CutAfter > 0 || f.FlipSet || f.HoldResponse > 0:

@@ -30,9 +30,11 @@ func TestFaultProxy(t *testing.T) {
 	if got, code, err := get(); err != nil || code != 200 || got != body {
 		t.Fatalf("forward: %d %v (%d bytes)", code, err, len(got))
 	}
-	p.SetRule(func(*http.Request, int) Fault { return Fault{Status: 503} })
-	if _, code, _ := get(); code != 503 {
-		t.Fatalf("status fault: got %d", code)
+	p.SetRule(func(*http.Request, int) Fault { return Fault{Status: 503, Header: http.Header{"X-Test": {"yes"}}} })
+	if resp, err := http.Get(p.URL + "/x"); err != nil || resp.StatusCode != 503 || resp.Header.Get("X-Test") != "yes" {
+		t.Fatalf("status fault: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	p.SetRule(func(*http.Request, int) Fault { return Fault{Reset: true} })
 	if _, _, err := get(); err == nil {
