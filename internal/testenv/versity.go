@@ -76,6 +76,9 @@ func StartVersity(t testing.TB, opts ...VersityOption) *Versity {
 	args := []string{
 		"--access", v.AccessKey, "--secret", v.SecretKey, "--region", v.Region,
 		"--iam-dir", t.TempDir(), "--health", "/healthz", "--quiet",
+		// Without it versitygw closes every connection after one answer,
+		// which no real S3 does.
+		"--keep-alive",
 	}
 	scheme := "http"
 	if vc.certFile != "" {

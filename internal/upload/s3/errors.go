@@ -2,6 +2,8 @@ package s3
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -87,6 +89,9 @@ func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error
 		return fmt.Errorf("%w: %w", upload.ErrNotFound, err)
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed" || code == "ConditionalRequestConflict":
 		return fmt.Errorf("%w: %w", upload.ErrExists, err)
+	case untrustedServer(err):
+		// Retrying cannot make the certificate trusted.
+		return fmt.Errorf("%w: the server's TLS certificate is not trusted (a private CA goes in AWS_CA_BUNDLE): %w", upload.ErrAccess, err)
 	case status >= 500 || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%w: %w", upload.ErrTransfer, err)
 	case errors.As(err, &ce):
@@ -95,4 +100,12 @@ func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error
 		return fmt.Errorf("%w: %w", upload.ErrAccess, err)
 	}
 	return fmt.Errorf("%w: %w", upload.ErrTransfer, err)
+}
+
+func untrustedServer(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify)
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -285,15 +286,28 @@ func (s *Store) checkError(ctx context.Context, err error) error {
 	err = s.classify(ctx, err, true)
 	switch {
 	case errors.Is(err, upload.ErrAccess):
-		hint := "check the bucket name, region and that the credentials may use it (see the IAM policy in the README)"
-		if region := redirectRegion(err); region != "" {
-			hint = fmt.Sprintf("the bucket is in region %s: set SNAPSHOT_AWS_REGION=%s", region, region)
-		}
-		return fmt.Errorf("checking access to bucket %q with %s credentials: %w; %s", s.bucket, s.credMethod, err, hint)
+		return fmt.Errorf("checking access to bucket %q with %s credentials: %w%s", s.bucket, s.credMethod, err, accessHint(err))
 	case errors.Is(err, upload.ErrTransfer):
 		return fmt.Errorf("checking access to bucket %q at %s: %w", s.bucket, s.endpointName(), err)
 	}
 	return fmt.Errorf("checking access to bucket %q: %w", s.bucket, err)
+}
+
+// accessHint tells the operator what to fix.
+func accessHint(err error) string {
+	var ce *credentialError
+	switch {
+	case redirectRegion(err) != "":
+		r := redirectRegion(err)
+		return fmt.Sprintf("; the bucket is in region %s: set SNAPSHOT_AWS_REGION=%s", r, r)
+	case untrustedServer(err):
+		return ""
+	case errors.As(err, &ce):
+		return "; no usable credentials: check SNAPSHOT_AWS_ACCESS_KEY/SECRET_KEY, SNAPSHOT_AWS_ROLE_ARN/EXTERNAL_ID or the service account's IRSA role"
+	case httpStatus(err) == http.StatusNotFound || apiCode(err) == "NoSuchBucket":
+		return "; create the bucket or correct SNAPSHOT_AWS_BUCKET (and SNAPSHOT_AWS_ENDPOINT)"
+	}
+	return "; check the keys, SNAPSHOT_AWS_REGION and that the credentials may use the bucket (IAM policy in the README)"
 }
 
 func (s *Store) endpointName() string {

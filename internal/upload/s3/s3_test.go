@@ -724,6 +724,27 @@ func TestAWSDefaults(t *testing.T) {
 	if st.CredentialMethod() != "static keys" {
 		t.Errorf("CredentialMethod() = %q", st.CredentialMethod())
 	}
+
+	custom, err := New(t.Context(), config.S3{Bucket: "b", Endpoint: "https://minio.example:9000", ForcePathStyle: true}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o = custom.client.Options()
+	if !o.UsePathStyle || aws.ToString(o.BaseEndpoint) != "https://minio.example:9000" {
+		t.Errorf("endpoint %v, path style %v: want the configured ones", aws.ToString(o.BaseEndpoint), o.UsePathStyle)
+	}
+	if o.RequestChecksumCalculation != aws.RequestChecksumCalculationWhenRequired || o.ResponseChecksumValidation != aws.ResponseChecksumValidationWhenRequired {
+		t.Errorf("checksums on a custom endpoint: %v/%v, want when_required", o.RequestChecksumCalculation, o.ResponseChecksumValidation)
+	}
+	if o.Region != "us-east-1" {
+		t.Errorf("region without SNAPSHOT_AWS_REGION = %q, want us-east-1", o.Region)
+	}
+	if got := custom.String(); got != "s3://b at https://minio.example:9000 (us-east-1)" {
+		t.Errorf("String() = %q", got)
+	}
+	if custom.CredentialMethod() != "default chain" {
+		t.Errorf("CredentialMethod() = %q", custom.CredentialMethod())
+	}
 }
 
 func TestNewRejectsBadSettings(t *testing.T) {
