@@ -177,7 +177,8 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 		ARN: arn, ExternalID: "ext-42",
 		Callers:   map[string]string{"AKIABASE": "base-secret"},
 		AccessKey: ak, SecretKey: sk,
-		Lifetime: 2 * time.Second,
+		// Renewed expiryWindow before it runs out: 2 s from now.
+		Lifetime: expiryWindow + 2*time.Second,
 	})
 	t.Setenv("AWS_ENDPOINT_URL_STS", sts.URL)
 	cfg := s.cfg("")
@@ -199,7 +200,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 		if len(calls) != 1 || calls[0] != "AssumeRole "+arn+" snap-test -> ok" {
 			t.Fatalf("STS calls = %q, want one AssumeRole (credentials are cached)", calls)
 		}
-		// The credentials expire after 2 s and are fetched again.
+		// The credentials are due for renewal after 2 s.
 		time.Sleep(2500 * time.Millisecond)
 		if err := st.Check(t.Context()); err != nil {
 			t.Fatal(err)

@@ -305,10 +305,14 @@ func (t *putTracker) CreateMultipartUpload(ctx context.Context, in *awss3.Create
 	t.createSent = true
 	t.mu.Unlock()
 	out, err := t.s.client.CreateMultipartUpload(ctx, in, opts...)
-	if err == nil {
-		t.mu.Lock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err == nil:
 		t.ids = append(t.ids, aws.ToString(out.UploadId))
-		t.mu.Unlock()
+	case httpStatus(err) != 0 && httpStatus(err) < 500:
+		// The store answered and refused: no upload to look for.
+		t.createSent = false
 	}
 	return out, err
 }

@@ -46,6 +46,10 @@ const (
 	tlsTimeout  = 10 * time.Second
 	// maxBackoff caps the SDK retryer's jittered wait between attempts.
 	maxBackoff = 20 * time.Second
+	// expiryWindow renews temporary credentials this long before they
+	// expire, so that no request is signed with credentials that run out
+	// while it is in flight.
+	expiryWindow = 5 * time.Minute
 	// cleanupBudget bounds aborting a failed upload on a fresh context:
 	// it has to fit in Kubernetes' default 30 s termination grace period.
 	cleanupBudget = 20 * time.Second
@@ -144,8 +148,10 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY must be set together", config.ErrInvalid)
 	}
 
+	cacheOpts := func(o *aws.CredentialsCacheOptions) { o.ExpiryWindow = expiryWindow }
 	load := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithHTTPClient(newHTTPClient(opts.StallTimeout, opts.Concurrency)),
+		awsconfig.WithCredentialsCacheOptions(cacheOpts),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = opts.MaxAttempts
@@ -188,13 +194,16 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 				o.ExternalID = aws.String(ext)
 			}
 		})
-		awsCfg.Credentials = aws.NewCredentialsCache(prov)
+		awsCfg.Credentials = aws.NewCredentialsCache(prov, cacheOpts)
 		method = "assume-role (" + method + ")"
 	}
 	if awsCfg.Credentials == nil {
 		return nil, fmt.Errorf("%w: no AWS credentials provider could be set up", config.ErrInvalid)
 	}
-	awsCfg.Credentials = markedProvider{awsCfg.Credentials}
+	// The inner cache hands out expiry times already moved forward by the
+	// window, so the outer one needs none; it is there because the S3
+	// client would otherwise wrap the marker in a cache of its own.
+	awsCfg.Credentials = aws.NewCredentialsCache(markedProvider{awsCfg.Credentials})
 
 	s := &Store{
 		creds:        awsCfg.Credentials,
