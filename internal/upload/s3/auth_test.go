@@ -173,13 +173,14 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	s := startServer(t)
 	ak, sk := roleUser(t, s, "roleuser")
 	const arn = "arn:aws:iam::123456789012:role/snapshots"
-	sts := testenv.StartSTS(t, testenv.STSRole{
-		ARN: arn, ExternalID: "ext-42",
-		Callers:   map[string]string{"AKIABASE": "base-secret"},
-		AccessKey: ak, SecretKey: sk,
-		// Renewed expiryWindow before it runs out: 2 s from now.
-		Lifetime: expiryWindow + 2*time.Second,
-	})
+	const shortARN = "arn:aws:iam::123456789012:role/short-lived"
+	base := map[string]string{"AKIABASE": "base-secret"}
+	sts := testenv.StartSTS(t,
+		testenv.STSRole{ARN: arn, ExternalID: "ext-42", Callers: base, AccessKey: ak, SecretKey: sk},
+		// Due for renewal (expiryWindow before it runs out) 2 s after issue.
+		testenv.STSRole{ARN: shortARN, ExternalID: "ext-42", Callers: base, AccessKey: ak, SecretKey: sk,
+			Lifetime: expiryWindow + 2*time.Second},
+	)
 	t.Setenv("AWS_ENDPOINT_URL_STS", sts.URL)
 	cfg := s.cfg("")
 	cfg.AccessKey, cfg.SecretKey = "AKIABASE", "base-secret"
@@ -200,13 +201,21 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 		if len(calls) != 1 || calls[0] != "AssumeRole "+arn+" snap-test -> ok" {
 			t.Fatalf("STS calls = %q, want one AssumeRole (credentials are cached)", calls)
 		}
-		// The credentials are due for renewal after 2 s.
+	})
+	t.Run("renewed before expiry", func(t *testing.T) {
+		short := cfg
+		short.RoleARN = shortARN
+		st := newStore(t, short, Options{})
+		if err := st.Check(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		before := len(sts.Calls())
 		time.Sleep(2500 * time.Millisecond)
 		if err := st.Check(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if calls := sts.Calls(); len(calls) != 2 {
-			t.Fatalf("STS calls after expiry = %q, want a refresh", calls)
+		if after := len(sts.Calls()); after <= before {
+			t.Fatalf("STS calls %d before and %d after the renewal time: credentials not renewed", before, after)
 		}
 	})
 	t.Run("wrong external id", func(t *testing.T) {
