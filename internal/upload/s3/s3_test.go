@@ -592,6 +592,30 @@ func TestDeleteBatches(t *testing.T) {
 		keys = append(keys, k)
 	}
 	s.v.PutObject(t, s.bucket, "del-keep", []byte("x"))
+	objs, err := st.List(t.Context(), "del/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, o := range objs {
+		if o.Size != 1 || o.Modified.IsZero() {
+			t.Fatalf("List: %+v", o)
+		}
+		listed = append(listed, o.Key)
+	}
+	slices.Sort(listed)
+	if !slices.Equal(listed, keys) {
+		t.Fatalf("List found %d keys, want the %d stored", len(listed), len(keys))
+	}
+	var pages int
+	for _, r := range proxy.Requests() {
+		if strings.HasPrefix(r, "GET ") && strings.Contains(r, "list-type=2") {
+			pages++
+		}
+	}
+	if pages != 2 {
+		t.Errorf("List read %d pages, want 2 (1,000 keys a page)", pages)
+	}
 	if err := st.Delete(t.Context(), append(keys, "del/missing-1", "del/missing-2")); err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +640,7 @@ func TestDeleteBatches(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	err := st.Delete(t.Context(), []string{"del-keep"})
+	err = st.Delete(t.Context(), []string{"del-keep"})
 	if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "del-keep") {
 		t.Fatalf("err = %v, want ErrAccess naming del-keep", err)
 	}
