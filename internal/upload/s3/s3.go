@@ -95,7 +95,6 @@ type Store struct {
 	concurrency int
 	log         *slog.Logger
 	version     string
-	onAWS       bool
 
 	sse          string
 	sseKMSKeyID  string
@@ -242,7 +241,6 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 			}
 		}
 	})
-	s.onAWS = s.endpoint == ""
 	return s, nil
 }
 
