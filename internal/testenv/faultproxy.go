@@ -22,6 +22,8 @@ type Fault struct {
 	Status int
 	// Body is sent with Status (e.g. an S3 <Error> document).
 	Body string
+	// Header is added to the answer sent with Status.
+	Header http.Header
 	// Reset closes the connection without answering.
 	Reset bool
 	// Hang never answers; the request ends only when the client gives up
@@ -36,6 +38,10 @@ type Fault struct {
 	// at this byte offset. -1 or 0 with FlipSet false = off.
 	FlipAt  int64
 	FlipSet bool
+	// HoldResponse forwards the request, so the server acts on it, then
+	// holds the answer back this long (or until the client gives up): the
+	// client cannot tell whether its request took effect.
+	HoldResponse time.Duration
 }
 
 // Rule chooses the fault for a request. n counts requests from 1.
@@ -129,10 +135,14 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request, rp *httputil.
 		resetConn(w)
 	case f.Status != 0:
 		w.Header().Set("Content-Type", "application/xml")
+		for k, v := range f.Header {
+			w.Header()[k] = v
+		}
 		w.WriteHeader(f.Status)
 		_, _ = w.Write([]byte(f.Body))
-	case f.CutAfter > 0 || f.FlipSet:
-		rp.ServeHTTP(&tamperWriter{ResponseWriter: w, cut: f.CutAfter, flip: f.FlipAt, flipSet: f.FlipSet}, r)
+	case f.CutAfter > 0 || f.FlipSet || f.HoldResponse > 0:
+		rp.ServeHTTP(&tamperWriter{ResponseWriter: w, cut: f.CutAfter, flip: f.FlipAt, flipSet: f.FlipSet,
+			hold: f.HoldResponse, cancel: r.Context().Done(), done: p.done}, r)
 	default:
 		rp.ServeHTTP(w, r)
 	}
@@ -159,6 +169,21 @@ type tamperWriter struct {
 	cut     int64
 	flip    int64
 	flipSet bool
+	hold    time.Duration
+	cancel  <-chan struct{} // the client's request ended
+	done    <-chan struct{} // the proxy closed
+}
+
+func (t *tamperWriter) WriteHeader(code int) {
+	if t.hold > 0 {
+		select {
+		case <-time.After(t.hold):
+		case <-t.cancel:
+		case <-t.done:
+		}
+		t.hold = 0
+	}
+	t.ResponseWriter.WriteHeader(code)
 }
 
 func (t *tamperWriter) Write(b []byte) (int, error) {

@@ -1,0 +1,111 @@
+package s3
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+)
+
+// Error codes that mean the request will never succeed with these
+// credentials or this bucket: retrying does not help (exit 3).
+var accessCodes = map[string]bool{
+	"AccessDenied":                    true,
+	"AllAccessDisabled":               true,
+	"AccountProblem":                  true,
+	"InvalidAccessKeyId":              true,
+	"SignatureDoesNotMatch":           true,
+	"InvalidToken":                    true,
+	"ExpiredToken":                    true,
+	"TokenRefreshRequired":            true,
+	"NoSuchBucket":                    true,
+	"InvalidBucketName":               true,
+	"PermanentRedirect":               true,
+	"AuthorizationHeaderMalformed":    true,
+	"InvalidClientTokenId":            true, // STS
+	"InvalidIdentityToken":            true, // STS web identity
+	"IDPRejectedClaim":                true, // STS web identity
+	"InvalidStorageClass":             true,
+	"InvalidEncryptionAlgorithmError": true,
+}
+
+func apiCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func httpStatus(err error) int {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// redirectRegion returns the bucket's region when S3 answered that the
+// bucket lives elsewhere.
+func redirectRegion(err error) string {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil && re.Response.Response != nil {
+		return re.Response.Header.Get("X-Amz-Bucket-Region")
+	}
+	return ""
+}
+
+// classify wraps err with the sentinel that says what the command should
+// do about it. bucketLevel says that a 404 means the bucket is missing
+// (access) rather than the object (not found). Cancellation is returned
+// unchanged so that errors.Is(err, context.Canceled) keeps holding.
+func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, upload.ErrAccess) ||
+		errors.Is(err, upload.ErrTransfer) || errors.Is(err, upload.ErrNotFound) || errors.Is(err, upload.ErrExists) {
+		return err
+	}
+	code, status := apiCode(err), httpStatus(err)
+	var ne net.Error
+	var ce *credentialError
+	switch {
+	case accessCodes[code] || strings.HasPrefix(code, "KMS.") || status == http.StatusForbidden || status == http.StatusMovedPermanently || status == http.StatusUnauthorized:
+		return fmt.Errorf("%w: %w", upload.ErrAccess, err)
+	case status == http.StatusNotFound || code == "NoSuchKey" || code == "NotFound":
+		if bucketLevel {
+			return fmt.Errorf("%w: bucket %q does not exist: %w", upload.ErrAccess, s.bucket, err)
+		}
+		return fmt.Errorf("%w: %w", upload.ErrNotFound, err)
+	case status == http.StatusPreconditionFailed || code == "PreconditionFailed" || code == "ConditionalRequestConflict":
+		return fmt.Errorf("%w: %w", upload.ErrExists, err)
+	case untrustedServer(err):
+		// Retrying cannot make the certificate trusted.
+		return fmt.Errorf("%w: the server's TLS certificate is not trusted (a private CA goes in AWS_CA_BUNDLE): %w", upload.ErrAccess, err)
+	case status >= 500 || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %w", upload.ErrTransfer, err)
+	case errors.As(err, &ce):
+		// No credentials found, an unreadable web identity token file, a
+		// malformed STS answer: configuration the operator has to fix.
+		return fmt.Errorf("%w: %w", upload.ErrAccess, err)
+	}
+	return fmt.Errorf("%w: %w", upload.ErrTransfer, err)
+}
+
+func untrustedServer(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify)
+}

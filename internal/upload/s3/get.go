@@ -1,0 +1,153 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+)
+
+// Get reads key with ranged GETs of the part size, Concurrency of them in
+// flight, handed out in order by upload.NewRangeReader. Every range is
+// pinned to the ETag seen by the first HeadObject, so an object replaced
+// mid-download fails instead of mixing two objects.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, upload.Object, error) {
+	head, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, upload.Object{}, fmt.Errorf("reading %s: %w", s.objectName(key), s.classify(ctx, err, false))
+	}
+	obj := upload.Object{Key: key, Size: aws.ToInt64(head.ContentLength), Modified: aws.ToTime(head.LastModified)}
+	etag := head.ETag
+	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
+		out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{
+			Bucket:  &s.bucket,
+			Key:     &key,
+			Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1)),
+			IfMatch: etag,
+		})
+		if err != nil {
+			err = s.classify(ctx, err, false)
+			if errors.Is(err, upload.ErrExists) { // 412: the ETag changed
+				err = fmt.Errorf("%w: %s was replaced during the download", upload.ErrTransfer, s.objectName(key))
+			}
+			return nil, fmt.Errorf("reading %s: %w", s.objectName(key), err)
+		}
+		return out.Body, nil
+	}
+	return upload.NewRangeReader(ctx, obj.Size, s.partSize, s.concurrency, fetch), obj, nil
+}
+
+// List pages through ListObjectsV2 under prefix.
+func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error) {
+	var objs []upload.Object
+	p := awss3.NewListObjectsV2Paginator(s.client, &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing s3://%s/%s: %w", s.bucket, prefix, s.classify(ctx, err, true))
+		}
+		for _, o := range page.Contents {
+			objs = append(objs, upload.Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
+		}
+	}
+	return objs, nil
+}
+
+// deleteBatch is DeleteObjects' limit of keys per request.
+const deleteBatch = 1000
+
+// Delete removes keys with DeleteObjects, 1000 per request. Keys that are
+// already gone count as deleted; every other per-key failure is reported.
+// Stores without DeleteObjects get one DeleteObject per key.
+func (s *Store) Delete(ctx context.Context, keys []string) error {
+	var failed []string
+	var kind error = upload.ErrTransfer
+	for start := 0; start < len(keys); start += deleteBatch {
+		batch := keys[start:min(start+deleteBatch, len(keys))]
+		ids := make([]types.ObjectIdentifier, len(batch))
+		for i := range batch {
+			ids[i] = types.ObjectIdentifier{Key: &batch[i]}
+		}
+		out, err := s.client.DeleteObjects(ctx, &awss3.DeleteObjectsInput{
+			Bucket: &s.bucket,
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		if err != nil && notImplemented(err) {
+			if err := s.deleteEach(ctx, batch); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("deleting %d objects from s3://%s: %w", len(batch), s.bucket, s.classify(ctx, err, true))
+		}
+		for _, e := range out.Errors {
+			code := aws.ToString(e.Code)
+			if code == "NoSuchKey" {
+				continue
+			}
+			if accessCodes[code] {
+				kind = upload.ErrAccess
+			}
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", aws.ToString(e.Key), code, aws.ToString(e.Message)))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	shown := failed[:min(len(failed), 5)]
+	more := ""
+	if len(failed) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(failed)-len(shown))
+	}
+	return fmt.Errorf("%w: %d of %d objects in s3://%s were not deleted: %s%s",
+		kind, len(failed), len(keys), s.bucket, strings.Join(shown, ", "), more)
+}
+
+func (s *Store) deleteEach(ctx context.Context, keys []string) error {
+	for _, k := range keys {
+		if err := s.deleteOne(ctx, k); err != nil {
+			err = s.classify(ctx, err, false)
+			if errors.Is(err, upload.ErrNotFound) {
+				continue
+			}
+			return fmt.Errorf("deleting %s: %w", s.objectName(k), err)
+		}
+	}
+	return nil
+}
+
+// AbortIncompleteUploads aborts the multipart uploads under prefix that
+// were initiated before olderThan and returns their keys. Retention calls
+// it with the job's prefix so that uploads of interrupted runs (a killed
+// pod cannot abort) stop being billed.
+func (s *Store) AbortIncompleteUploads(ctx context.Context, prefix string, olderThan time.Time) ([]string, error) {
+	var aborted []string
+	p := awss3.NewListMultipartUploadsPaginator(s.client, &awss3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return aborted, fmt.Errorf("listing incomplete uploads in s3://%s/%s: %w", s.bucket, prefix, s.classify(ctx, err, true))
+		}
+		for _, u := range page.Uploads {
+			if u.Initiated == nil || !u.Initiated.Before(olderThan) {
+				continue
+			}
+			key := aws.ToString(u.Key)
+			if err := s.abortWithRetries(ctx, key, aws.ToString(u.UploadId)); err != nil {
+				return aborted, fmt.Errorf("aborting the incomplete upload of %s: %w", s.objectName(key), s.classify(ctx, err, false))
+			}
+			s.log.InfoContext(ctx, "aborted incomplete upload", "key", key, "initiated", u.Initiated.UTC().Format(time.RFC3339))
+			aborted = append(aborted, key)
+		}
+	}
+	return aborted, nil
+}
