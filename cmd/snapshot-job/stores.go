@@ -9,6 +9,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/upload"
 	"github.com/snapshot-job/snapshot-job/internal/upload/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/upload/file"
+	"github.com/snapshot-job/snapshot-job/internal/upload/s3"
 )
 
 // newStore builds the provider SNAPSHOT_CLOUD_PROVIDER names.
@@ -16,6 +17,17 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 	switch cfg.Provider {
 	case "file":
 		return file.New(cfg.File.Dir), nil
+	case "s3":
+		s, err := s3.New(ctx, cfg.S3, s3.Options{
+			PartSize:    int64(cfg.PartSize),
+			Concurrency: cfg.UploadConcurrency,
+			Logger:      log,
+			Version:     version,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	case "azblob":
 		s, err := azblob.New(ctx, cfg.Azure, azblob.Options{
 			PartSize:    int64(cfg.PartSize),

@@ -83,11 +83,8 @@ func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string)
 			_, ok := snapname.Parse(c.Prefix, c.Name, key)
 			return ok
 		}
-		aborted, err := s.AbortIncompleteUploads(ctx, c.Prefix, start.Add(-staleUploadAge), ours)
-		for _, k := range aborted {
-			r.Log.Info("aborted an incomplete upload older than 24h", "key", k)
-		}
-		if err != nil {
+		// The store logs each upload it aborts.
+		if _, err := s.AbortIncompleteUploads(ctx, c.Prefix, start.Add(-staleUploadAge), ours); err != nil {
 			return doomed, fmt.Errorf("aborting incomplete uploads: %w", err)
 		}
 	}

@@ -126,10 +126,11 @@ func (s *Store) deleteEach(ctx context.Context, keys []string) error {
 }
 
 // AbortIncompleteUploads aborts the multipart uploads under prefix that
-// were initiated before olderThan and returns their keys. Retention calls
-// it with the job's prefix so that uploads of interrupted runs (a killed
-// pod cannot abort) stop being billed.
-func (s *Store) AbortIncompleteUploads(ctx context.Context, prefix string, olderThan time.Time) ([]string, error) {
+// were initiated before olderThan and whose key match accepts (nil accepts
+// all), and returns their keys. Retention calls it with the job's prefix
+// and snapshot names so that uploads of interrupted runs (a killed pod
+// cannot abort) stop being billed, and nobody else's are touched.
+func (s *Store) AbortIncompleteUploads(ctx context.Context, prefix string, olderThan time.Time, match func(key string) bool) ([]string, error) {
 	var aborted []string
 	p := awss3.NewListMultipartUploadsPaginator(s.client, &awss3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &prefix})
 	for p.HasMorePages() {
@@ -142,6 +143,9 @@ func (s *Store) AbortIncompleteUploads(ctx context.Context, prefix string, older
 				continue
 			}
 			key := aws.ToString(u.Key)
+			if match != nil && !match(key) {
+				continue
+			}
 			if err := s.abortWithRetries(ctx, key, aws.ToString(u.UploadId)); err != nil {
 				return aborted, fmt.Errorf("aborting the incomplete upload of %s: %w", s.objectName(key), s.classify(ctx, err, false))
 			}

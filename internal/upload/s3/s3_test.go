@@ -558,6 +558,7 @@ func TestAbortIncompleteUploads(t *testing.T) {
 		}
 	}
 	create("job/snap-20260101T000000Z.tar.zst")
+	create("job/other-20260101T000000Z.tar.zst") // another job's, same prefix
 	create("job2/snap-20260101T000000Z.tar.zst") // a neighbour prefix
 	// versitygw cannot backdate an upload; the cut-off does the work.
 	time.Sleep(1100 * time.Millisecond)
@@ -565,17 +566,18 @@ func TestAbortIncompleteUploads(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	create("job/snap-20260102T000000Z.tar.zst")
 
-	aborted, err := st.AbortIncompleteUploads(t.Context(), "job/", cutoff)
+	ours := func(key string) bool { return !strings.Contains(key, "other-") }
+	aborted, err := st.AbortIncompleteUploads(t.Context(), "job/", cutoff, ours)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"job/snap-20260101T000000Z.tar.zst"}; !slices.Equal(aborted, want) {
 		t.Fatalf("aborted %q, want %q", aborted, want)
 	}
-	if got, want := s.v.MultipartUploads(t, s.bucket, ""), []string{"job/snap-20260102T000000Z.tar.zst", "job2/snap-20260101T000000Z.tar.zst"}; !slices.Equal(got, want) {
+	if got, want := s.v.MultipartUploads(t, s.bucket, ""), []string{"job/other-20260101T000000Z.tar.zst", "job/snap-20260102T000000Z.tar.zst", "job2/snap-20260101T000000Z.tar.zst"}; !slices.Equal(got, want) {
 		t.Fatalf("uploads left: %q, want %q", got, want)
 	}
-	aborted, err = st.AbortIncompleteUploads(t.Context(), "job/", cutoff)
+	aborted, err = st.AbortIncompleteUploads(t.Context(), "job/", cutoff, ours)
 	if err != nil || len(aborted) != 0 {
 		t.Fatalf("second run: %q, %v; want nothing", aborted, err)
 	}
