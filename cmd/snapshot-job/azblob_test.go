@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,29 +14,48 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
-// TestAzureBinary runs the built binary against Azurite, as a pod would.
-// One Azurite serves every subtest; each uses its own container.
-func TestAzureBinary(t *testing.T) {
-	az := testenv.StartAzurite(t)
-	n := 0
-	setup := func(t *testing.T, src string) (env, string) {
-		n++
-		c := fmt.Sprintf("snaps-%d", n)
-		az.CreateContainer(t, c)
-		return env{
-			"SNAPSHOT_CLOUD_PROVIDER":         "azblob",
-			"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT": az.Account(),
-			"SNAPSHOT_AZBLOB_STORAGE_KEY":     az.Key(),
-			"SNAPSHOT_AZBLOB_CONTAINER":       c,
-			"SNAPSHOT_AZBLOB_ENDPOINT":        az.Endpoint(),
-			"SNAPSHOT_SOURCE_DIR":             src,
-			"SNAPSHOT_CLOUD_PREFIX":           "snapshots/",
-			"SNAPSHOT_NAME":                   "kubeshark",
-			"SNAPSHOT_PART_SIZE":              "5MiB",
-			"SNAPSHOT_PROGRESS_INTERVAL":      "200ms",
-			"SNAPSHOT_TERMINATION_LOG":        filepath.Join(t.TempDir(), "termination-log"),
-		}, c
+// azFixture is one Azurite shared by a test's subtests; each subtest gets
+// its own container.
+type azFixture struct {
+	az *testenv.Azurite
+	n  int
+}
+
+func (fx *azFixture) setup(t *testing.T, src string) (env, string) {
+	fx.n++
+	c := fmt.Sprintf("snaps-%d", fx.n)
+	fx.az.CreateContainer(t, c)
+	return env{
+		"SNAPSHOT_CLOUD_PROVIDER":         "azblob",
+		"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT": fx.az.Account(),
+		"SNAPSHOT_AZBLOB_STORAGE_KEY":     fx.az.Key(),
+		"SNAPSHOT_AZBLOB_CONTAINER":       c,
+		"SNAPSHOT_AZBLOB_ENDPOINT":        fx.az.Endpoint(),
+		"SNAPSHOT_SOURCE_DIR":             src,
+		"SNAPSHOT_CLOUD_PREFIX":           "snapshots/",
+		"SNAPSHOT_NAME":                   "kubeshark",
+		"SNAPSHOT_PART_SIZE":              "5MiB",
+		"SNAPSHOT_PROGRESS_INTERVAL":      "200ms",
+		"SNAPSHOT_TERMINATION_LOG":        filepath.Join(t.TempDir(), "termination-log"),
+	}, c
+}
+
+// nothingLeft fails unless the container holds no blob, committed or not.
+func (fx *azFixture) nothingLeft(t *testing.T, c string) {
+	t.Helper()
+	if b := fx.az.Blobs(t, c, ""); len(b) != 0 {
+		t.Errorf("blobs left: %q", b)
 	}
+	if b := fx.az.UncommittedBlobs(t, c, ""); len(b) != 0 {
+		t.Errorf("uncommitted blobs left: %q", b)
+	}
+}
+
+// TestAzureBinary runs the built binary against Azurite, as a pod would.
+func TestAzureBinary(t *testing.T) {
+	fx := &azFixture{az: testenv.StartAzurite(t)}
+	az, setup := fx.az, fx.setup
+	t.Run("Faults", func(t *testing.T) { azureFaults(t, fx) })
 
 	t.Run("RoundTrip", func(t *testing.T) {
 		src := t.TempDir()
@@ -108,7 +126,7 @@ func TestAzureBinary(t *testing.T) {
 
 	t.Run("DeadEndpoint", func(t *testing.T) {
 		e, _ := setup(t, t.TempDir())
-		expect(t, runJob(t, e.with("SNAPSHOT_AZBLOB_ENDPOINT", "http://127.0.0.1:"+closedPort(t)+"/"+az.Account())), 5)
+		expect(t, runJob(t, e.with("SNAPSHOT_AZBLOB_ENDPOINT", testenv.ClosedPort(t)+"/"+az.Account())), 5)
 	})
 
 	t.Run("NoIdentity", func(t *testing.T) {
@@ -117,8 +135,8 @@ func TestAzureBinary(t *testing.T) {
 		// managed-identity probe goes to 169.254.169.254: a proxy on a
 		// closed port makes it fail at once (Go never proxies loopback,
 		// so Azurite stays reachable).
-		r := runJob(t, e.with("SNAPSHOT_AZBLOB_STORAGE_KEY", "", "SNAPSHOT_AZBLOB_ENDPOINT", "https://127.0.0.1:"+closedPort(t)+"/"+az.Account(),
-			"HTTP_PROXY", "http://127.0.0.1:"+closedPort(t), "HTTPS_PROXY", "http://127.0.0.1:"+closedPort(t), "PATH", "/nonexistent"))
+		r := runJob(t, e.with("SNAPSHOT_AZBLOB_STORAGE_KEY", "", "SNAPSHOT_AZBLOB_ENDPOINT", "https"+strings.TrimPrefix(testenv.ClosedPort(t), "http")+"/"+az.Account(),
+			"HTTP_PROXY", testenv.ClosedPort(t), "HTTPS_PROXY", testenv.ClosedPort(t), "PATH", "/nonexistent"))
 		expect(t, r, 3, "default azure credential")
 	})
 
@@ -138,23 +156,6 @@ func TestAzureBinary(t *testing.T) {
 		if code := j.signal(t, syscall.SIGTERM); code != 143 {
 			t.Fatalf("exit %d, want 143\n%s", code, j.stderr.String())
 		}
-		if b := az.Blobs(t, c, ""); len(b) != 0 {
-			t.Errorf("blobs left: %q", b)
-		}
-		if b := az.UncommittedBlobs(t, c, ""); len(b) != 0 {
-			t.Errorf("uncommitted blobs left: %q", b)
-		}
+		fx.nothingLeft(t, c)
 	})
-}
-
-// closedPort returns a port on 127.0.0.1 that nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
-	return port
 }

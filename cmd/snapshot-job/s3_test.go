@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,46 +13,59 @@ import (
 	"testing"
 	"time"
 
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
+// s3Fixture is one versitygw shared by a test's subtests; each subtest
+// gets its own bucket.
+type s3Fixture struct {
+	v *testenv.Versity
+	n int
+}
+
+func (fx *s3Fixture) setup(t *testing.T, src string) (env, string) {
+	fx.n++
+	bucket := fmt.Sprintf("snaps-%d", fx.n)
+	fx.v.CreateBucket(t, bucket)
+	return env{
+		"SNAPSHOT_CLOUD_PROVIDER":       "s3",
+		"SNAPSHOT_AWS_BUCKET":           bucket,
+		"SNAPSHOT_AWS_REGION":           fx.v.Region,
+		"SNAPSHOT_AWS_ACCESS_KEY":       fx.v.AccessKey,
+		"SNAPSHOT_AWS_SECRET_KEY":       fx.v.SecretKey,
+		"SNAPSHOT_AWS_ENDPOINT":         fx.v.Endpoint,
+		"SNAPSHOT_AWS_FORCE_PATH_STYLE": "true",
+		"SNAPSHOT_SOURCE_DIR":           src,
+		"SNAPSHOT_CLOUD_PREFIX":         "snapshots/",
+		"SNAPSHOT_NAME":                 "kubeshark",
+		"SNAPSHOT_PART_SIZE":            "5MiB",
+		"SNAPSHOT_PROGRESS_INTERVAL":    "200ms",
+		"SNAPSHOT_TERMINATION_LOG":      filepath.Join(t.TempDir(), "termination-log"),
+		"AWS_EC2_METADATA_DISABLED":     "true",
+	}, bucket
+}
+
+// nothingLeft fails unless the bucket holds no object and no open
+// multipart upload.
+func (fx *s3Fixture) nothingLeft(t *testing.T, bucket string) {
+	t.Helper()
+	if k := fx.v.Keys(t, bucket, ""); len(k) != 0 {
+		t.Errorf("objects left: %q", k)
+	}
+	if u := fx.v.MultipartUploads(t, bucket, ""); len(u) != 0 {
+		t.Errorf("open multipart uploads left: %q", u)
+	}
+}
+
 // TestS3Binary runs the built binary against versitygw, as a pod would.
-// One server serves every subtest; each uses its own bucket. The
-// environment's AWS_CA_BUNDLE (set on the CI machines for the registry
-// proxy) is passed through to every run.
+// The environment's AWS_CA_BUNDLE (set on the CI machines for the
+// registry proxy) is passed through to every run.
 func TestS3Binary(t *testing.T) {
-	v := testenv.StartVersity(t)
-	n := 0
-	setup := func(t *testing.T, src string) (env, string) {
-		n++
-		bucket := fmt.Sprintf("snaps-%d", n)
-		v.CreateBucket(t, bucket)
-		return env{
-			"SNAPSHOT_CLOUD_PROVIDER":       "s3",
-			"SNAPSHOT_AWS_BUCKET":           bucket,
-			"SNAPSHOT_AWS_REGION":           v.Region,
-			"SNAPSHOT_AWS_ACCESS_KEY":       v.AccessKey,
-			"SNAPSHOT_AWS_SECRET_KEY":       v.SecretKey,
-			"SNAPSHOT_AWS_ENDPOINT":         v.Endpoint,
-			"SNAPSHOT_AWS_FORCE_PATH_STYLE": "true",
-			"SNAPSHOT_SOURCE_DIR":           src,
-			"SNAPSHOT_CLOUD_PREFIX":         "snapshots/",
-			"SNAPSHOT_NAME":                 "kubeshark",
-			"SNAPSHOT_PART_SIZE":            "5MiB",
-			"SNAPSHOT_PROGRESS_INTERVAL":    "200ms",
-			"SNAPSHOT_TERMINATION_LOG":      filepath.Join(t.TempDir(), "termination-log"),
-			"AWS_EC2_METADATA_DISABLED":     "true",
-		}, bucket
-	}
-	nothingLeft := func(t *testing.T, bucket string) {
-		t.Helper()
-		if k := v.Keys(t, bucket, ""); len(k) != 0 {
-			t.Errorf("objects left: %q", k)
-		}
-		if u := v.MultipartUploads(t, bucket, ""); len(u) != 0 {
-			t.Errorf("open multipart uploads left: %q", u)
-		}
-	}
+	fx := &s3Fixture{v: testenv.StartVersity(t)}
+	v, setup, nothingLeft := fx.v, fx.setup, fx.nothingLeft
+	t.Run("Faults", func(t *testing.T) { s3Faults(t, fx) })
 
 	t.Run("RoundTrip", func(t *testing.T) {
 		if os.Getenv("AWS_CA_BUNDLE") == "" {
@@ -147,7 +161,7 @@ func TestS3Binary(t *testing.T) {
 
 	t.Run("DeadEndpoint", func(t *testing.T) {
 		e, _ := setup(t, t.TempDir())
-		expect(t, runJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", "http://127.0.0.1:"+closedPort(t))), 5)
+		expect(t, runJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", testenv.ClosedPort(t))), 5)
 	})
 
 	t.Run("Part3Fails", func(t *testing.T) {
@@ -277,4 +291,18 @@ func TestS3Binary(t *testing.T) {
 		os.WriteFile(token, []byte("stolen-token"), 0o600)
 		expect(t, runJob(t, e), 3)
 	})
+}
+
+func getObject(t *testing.T, v *testenv.Versity, bucket, key string) []byte {
+	t.Helper()
+	out, err := v.Client().GetObject(t.Context(), &awss3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
@@ -19,10 +20,11 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 		return file.New(cfg.File.Dir), nil
 	case "s3":
 		s, err := s3.New(ctx, cfg.S3, s3.Options{
-			PartSize:    int64(cfg.PartSize),
-			Concurrency: cfg.UploadConcurrency,
-			Logger:      log,
-			Version:     version,
+			PartSize:     int64(cfg.PartSize),
+			Concurrency:  cfg.UploadConcurrency,
+			Logger:       log,
+			Version:      version,
+			StallTimeout: time.Duration(cfg.IOTimeout),
 		})
 		if err != nil {
 			return nil, err
@@ -30,10 +32,11 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 		return s, nil
 	case "azblob":
 		s, err := azblob.New(ctx, cfg.Azure, azblob.Options{
-			PartSize:    int64(cfg.PartSize),
-			Concurrency: cfg.UploadConcurrency,
-			Logger:      log,
-			Version:     version,
+			PartSize:     int64(cfg.PartSize),
+			Concurrency:  cfg.UploadConcurrency,
+			Logger:       log,
+			Version:      version,
+			StallTimeout: time.Duration(cfg.IOTimeout),
 		})
 		if err != nil {
 			return nil, err

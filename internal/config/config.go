@@ -36,6 +36,7 @@ type Config struct {
 	LogFormat         string   `envconfig:"LOG_FORMAT" default:"json"`
 	LogLevel          string   `envconfig:"LOG_LEVEL" default:"info"`
 	ProgressInterval  Duration `envconfig:"PROGRESS_INTERVAL" default:"10s"`
+	IOTimeout         Duration `envconfig:"IO_TIMEOUT" default:"60s"`
 	TerminationLog    string   `envconfig:"TERMINATION_LOG" default:"/dev/termination-log"`
 
 	Retention Retention `envconfig:"RETENTION"`
@@ -205,6 +206,9 @@ func (c Config) validate() error {
 	}
 	if c.ProgressInterval < Duration(100*time.Millisecond) {
 		bad("PROGRESS_INTERVAL", "%s is too short; use 100ms or more", c.ProgressInterval)
+	}
+	if c.IOTimeout < Duration(time.Second) {
+		bad("IO_TIMEOUT", "%s is too short; use 1s or more (default 60s)", c.IOTimeout)
 	}
 	oneOf("LOG_FORMAT", c.LogFormat, LogFormats)
 	oneOf("LOG_LEVEL", c.LogLevel, LogLevels)

@@ -50,7 +50,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is the tool's version, stored in each blob's metadata.
 	Version string
+	// StallTimeout drops a connection on which no byte moved in either
+	// direction for this long (SNAPSHOT_IO_TIMEOUT); the request is then
+	// retried. Zero means DefaultStallTimeout.
+	StallTimeout time.Duration
 }
+
+// DefaultStallTimeout is SNAPSHOT_IO_TIMEOUT's default.
+const DefaultStallTimeout = 60 * time.Second
 
 // Store is an Azure Blob container used as an upload.Store.
 type Store struct {
@@ -149,7 +156,11 @@ func newStore(_ context.Context, cfg config.Azure, opts Options, transport polic
 		s.tier = to.Ptr(blob.AccessTier(cfg.AccessTier))
 	}
 	if transport == nil {
-		transport = newHTTPClient(s.concurrency)
+		stall := opts.StallTimeout
+		if stall <= 0 {
+			stall = DefaultStallTimeout
+		}
+		transport = newHTTPClient(s.concurrency, stall)
 	}
 	clientOpts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Transport: transport,
@@ -219,14 +230,14 @@ func serviceURL(account, endpoint string) (string, error) {
 // would open a new TLS connection for most blocks) and HTTP/1.1 only:
 // parallel blocks want parallel TCP connections, not one multiplexed one.
 // It clones net/http's default so proxies and SSL_CERT_FILE still apply.
-func newHTTPClient(concurrency int) *http.Client {
+func newHTTPClient(concurrency int, stall time.Duration) *http.Client {
 	var t *http.Transport
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 		t = dt.Clone()
 	} else {
 		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
 	}
-	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = upload.StallDialer((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, stall)
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}

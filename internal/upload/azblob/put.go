@@ -138,7 +138,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 	s.log.Debug("azure upload", "key", key, "block_size", blockSize, "concurrency", s.concurrency)
 
 	ids, total, err := s.stage(ctx, bb, key, r, uploadID, blockSize)
+	committing := false
 	if err == nil {
+		committing = true
 		err = s.commit(ctx, bb, key, ids, md, uploadID)
 		if err == nil {
 			return total, nil
@@ -150,9 +152,49 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 		err = fmt.Errorf("%w: %w", ctxErr(ctx), err)
 	}
 	if len(ids) > 0 && !errors.Is(err, upload.ErrExists) {
-		s.discard(ctx, bb, key)
+		// A commit that went through consumed the staged blocks: once
+		// its blob is gone there is nothing left to discard.
+		if !committing || !s.removeOwn(ctx, bb, key, uploadID) {
+			s.discard(ctx, bb, key)
+		}
 	}
 	return 0, err
+}
+
+// removeOwn deletes the blob of this upload if a commit whose answer never
+// came (the run was stopped, the connection dropped) went through after
+// all: an interrupted backup must leave nothing visible. The upload ID in
+// the blob's metadata tells ours from another writer's, and the delete is
+// conditional on the ETag read. A commit still travelling may land a
+// little later, so it looks a few times. It reports whether it found the
+// blob.
+func (s *Store) removeOwn(ctx context.Context, bb *blockblob.Client, key, uploadID string) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.tm.cleanup)
+	defer cancel()
+	for round := range 3 {
+		if round > 0 {
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-ctx.Done():
+				return false
+			}
+		}
+		p, err := bb.GetProperties(s.control(ctx), nil)
+		if err != nil || metaValue(p.Metadata, metaUpload) != uploadID {
+			continue
+		}
+		_, err = bb.Delete(s.control(ctx), &blob.DeleteOptions{
+			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: p.ETag}},
+		})
+		if err != nil {
+			s.log.Error("the interrupted upload was committed and could not be deleted; delete it by hand",
+				"key", key, "container", s.container, "err", oneLine(err.Error()))
+		} else {
+			s.log.Warn("deleted the blob of an interrupted upload whose commit went through", "key", key)
+		}
+		return true
+	}
+	return false
 }
 
 // stage reads r block by block and stages each block in the background.

@@ -1,12 +1,13 @@
 package s3
 
 import (
-	"context"
 	"net"
 	"net/http"
 	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+
+	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
 // newHTTPClient returns the SDK's buildable client (so that AWS_CA_BUNDLE
@@ -25,38 +26,9 @@ func newHTTPClient(stall time.Duration, concurrency int) *awshttp.BuildableClien
 			d.KeepAlive = 30 * time.Second
 		}).
 		WithTransportOptions(func(tr *http.Transport) {
-			dial := tr.DialContext
-			tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				c, err := dial(ctx, network, addr)
-				if err != nil {
-					return nil, err
-				}
-				return &stallConn{Conn: c, stall: stall}, nil
-			}
+			tr.DialContext = upload.StallDialer(tr.DialContext, stall)
 			tr.TLSHandshakeTimeout = tlsTimeout
 			// Parts and ranges in flight, plus the odd HEAD or list.
 			tr.MaxIdleConnsPerHost = 2*concurrency + 4
 		})
-}
-
-// stallConn pushes its deadline forward whenever bytes move either way.
-type stallConn struct {
-	net.Conn
-	stall time.Duration
-}
-
-func (c *stallConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetDeadline(time.Now().Add(c.stall)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *stallConn) Write(p []byte) (int, error) {
-	// SetDeadline also moves the deadline of the transport's pending read
-	// of the response, which started before the request body was sent.
-	if err := c.Conn.SetDeadline(time.Now().Add(c.stall)); err != nil {
-		return 0, err
-	}
-	return c.Conn.Write(p)
 }
