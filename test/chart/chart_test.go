@@ -236,6 +236,13 @@ func TestEveryValueSetRendersStrictly(t *testing.T) {
 				if v, _ := envValue(t, c, "SNAPSHOT_TERMINATION_LOG"); v != c.TerminationMessagePath {
 					t.Errorf("%s: SNAPSHOT_TERMINATION_LOG %q, want the terminationMessagePath", short, v)
 				}
+				seen := map[string]bool{}
+				for _, e := range c.Env {
+					if seen[e.Name] {
+						t.Errorf("%s: env %s appears twice (the API server warns; the later one hides the first)", short, e.Name)
+					}
+					seen[e.Name] = true
+				}
 				checkSecurity(t, short, spec, c)
 				checkTmp(t, short, spec, c)
 				// The kubelet must be able to build the environment from the
@@ -847,8 +854,8 @@ func TestEverything(t *testing.T) {
 			levels = append(levels, e.Value)
 		}
 	}
-	if !slices.Equal(levels, []string{"debug", "warn"}) {
-		t.Errorf("SNAPSHOT_LOG_LEVEL entries %v, want log.level's then extraEnv's", levels)
+	if !slices.Equal(levels, []string{"warn"}) {
+		t.Errorf("SNAPSHOT_LOG_LEVEL entries %v, want only extraEnv's (log.level says debug)", levels)
 	}
 	if names := bc.Env; names[len(names)-1].Name != "POD_NAME" {
 		t.Errorf("extraEnv must be last, got %s", names[len(names)-1].Name)

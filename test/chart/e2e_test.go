@@ -311,6 +311,9 @@ func buildProcess(t *testing.T, r *Rendered, pt corev1.PodTemplateSpec, bin, sna
 				"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
 				"HOME=" + home,
 			},
+			// distroless nonroot's WorkingDir is /home/nonroot: a scratch
+			// directory, never the test's working directory in the repo.
+			WorkingDir: home,
 		},
 		ConfigMaps:     r.ConfigMaps,
 		Secrets:        r.Secrets,

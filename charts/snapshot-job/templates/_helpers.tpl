@@ -147,12 +147,14 @@ lets a later envFrom source override an earlier one).
 {{/*
 env entry helper: renders name/value only when the value is set, because an
 env entry beats every envFrom source and would make the ConfigMaps unable to
-set the variable. Call with (list NAME VALUE).
+set the variable; and not when extraEnv sets the same name (extraEnv wins, and
+a duplicate name draws an API warning). Call with (list NAME VALUE EXTRA_NAMES).
 */}}
 {{- define "snapshot-job.envIfSet" -}}
 {{- $name := index . 0 }}
 {{- $value := index . 1 }}
-{{- if not (or (kindIs "invalid" $value) (eq (toString $value) "") (eq (toString $value) "0")) }}
+{{- $extra := index . 2 }}
+{{- if not (or (kindIs "invalid" $value) (eq (toString $value) "") (eq (toString $value) "0") (has $name $extra)) }}
 - name: {{ $name }}
   value: {{ $value | toString | quote }}
 {{- end }}
@@ -164,42 +166,41 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 {{- define "snapshot-job.env" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PROVIDER" $v.cloud.provider) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PREFIX" $v.cloud.prefix) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_NAME" $v.snapshots.name) }}
+{{- $x := list }}
+{{- range $v.extraEnv }}{{ $x = append $x .name }}{{ end }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PROVIDER" $v.cloud.provider $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PREFIX" $v.cloud.prefix $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_NAME" $v.snapshots.name $x) }}
 {{- /* The chart owns these paths: the volume and the termination file are mounted there. */}}
-- name: SNAPSHOT_SOURCE_DIR
-  value: {{ $v.snapshots.mountPath | quote }}
-- name: SNAPSHOT_TERMINATION_LOG
-  value: /dev/termination-log
-- name: TMPDIR
-  value: /tmp
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_LOG_FORMAT" $v.log.format) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_LOG_LEVEL" $v.log.level) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_UPLOAD_CONCURRENCY" $v.transfer.concurrency) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_PART_SIZE" $v.transfer.partSize) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_SOURCE_DIR" $v.snapshots.mountPath $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_TERMINATION_LOG" "/dev/termination-log" $x) }}
+{{- include "snapshot-job.envIfSet" (list "TMPDIR" "/tmp" $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_LOG_FORMAT" $v.log.format $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_LOG_LEVEL" $v.log.level $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_UPLOAD_CONCURRENCY" $v.transfer.concurrency $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_PART_SIZE" $v.transfer.partSize $x) }}
 {{- if eq .verb "backup" }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_COMPRESSION_LEVEL" $v.backup.compressionLevel) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_LAST" $v.retention.keepLast) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_DAILY" $v.retention.keepDaily) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_WEEKLY" $v.retention.keepWeekly) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_MONTHLY" $v.retention.keepMonthly) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_MAX_AGE" $v.retention.maxAge) }}
-{{- if $v.retention.dryRun }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_COMPRESSION_LEVEL" $v.backup.compressionLevel $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_LAST" $v.retention.keepLast $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_DAILY" $v.retention.keepDaily $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_WEEKLY" $v.retention.keepWeekly $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_MONTHLY" $v.retention.keepMonthly $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_MAX_AGE" $v.retention.maxAge $x) }}
+{{- if and $v.retention.dryRun (not (has "SNAPSHOT_RETENTION_DRY_RUN" $x)) }}
 - name: SNAPSHOT_RETENTION_DRY_RUN
   value: "true"
 {{- end }}
 {{- else }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_KEY" $v.restore.key) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_KEY" $v.restore.key $x) }}
 {{- if .hook }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.onInstall.ifMissing) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.onInstall.ifNotEmpty) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.onInstall.ifMissing $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.onInstall.ifNotEmpty $x) }}
 {{- else }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.ifMissing) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.ifNotEmpty) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.ifMissing $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.ifNotEmpty $x) }}
 {{- end }}
 {{- end }}
-{{- if and $v.resources $v.resources.limits $v.resources.limits.memory }}
+{{- if and $v.resources $v.resources.limits $v.resources.limits.memory (not (has "GOMEMLIMIT" $x)) }}
 {{- /* Bytes (divisor 1), which GOMEMLIMIT reads as a plain number. */}}
 - name: GOMEMLIMIT
   valueFrom:
