@@ -18,7 +18,7 @@ AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test lint tools demo bench image clean fuzz
+.PHONY: all build test lint tools demo bench image clean fuzz chart-test
 
 all: build
 
@@ -43,7 +43,7 @@ lint:
 	$(GO) vet ./...
 
 ## test: everything CI runs (installs and starts what the tests need)
-test: tools lint
+test: tools lint chart-test
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
@@ -61,6 +61,13 @@ fuzz:
 		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 2 >$(TOOLS)/fuzz-$$fn.log 2>&1 || { cat $(TOOLS)/fuzz-$$fn.log; exit 1; }; \
 		tail -n 1 $(TOOLS)/fuzz-$$fn.log; \
 	done
+
+## chart-test: helm lint, strict rendering, Dockerfile lint, pod-contract and
+## end-to-end tests of charts/snapshot-job. A separate Go module (test/chart)
+## keeps helm and k8s.io/api out of the binary's module graph.
+chart-test: tools
+	@test -z "$$(gofmt -l test/chart)" || { gofmt -l test/chart; echo "gofmt needed"; exit 1; }
+	cd test/chart && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 ## demo: back up a sample tree into a local store, list, verify, restore, compare
 demo: $(BIN)
