@@ -111,7 +111,7 @@ backup:
   readOnlyVolume: false
 retention: {keepLast: 7, keepDaily: 14, keepWeekly: 8, keepMonthly: 12, maxAge: 90d, dryRun: true}
 restore: {key: snapshots/kubeshark-20261126T031500Z.tar.zst, ifMissing: fail, ifNotEmpty: overwrite}
-transfer: {concurrency: 8, partSize: 64MiB}
+transfer: {concurrency: 8, partSize: 64MiB, ioTimeout: 5m}
 log: {format: text, level: debug}
 image: {repository: registry.example.com/snapshot-job, digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", pullPolicy: Always}
 imagePullSecrets: [{name: regcred}]
@@ -372,7 +372,7 @@ func TestDefaults(t *testing.T) {
 		}
 		// Nothing set in values: no env entry may mask a ConfigMap.
 		for _, name := range []string{"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_CLOUD_PREFIX", "SNAPSHOT_NAME", "SNAPSHOT_LOG_LEVEL",
-			"SNAPSHOT_LOG_FORMAT", "SNAPSHOT_UPLOAD_CONCURRENCY", "SNAPSHOT_PART_SIZE", "SNAPSHOT_COMPRESSION_LEVEL",
+			"SNAPSHOT_LOG_FORMAT", "SNAPSHOT_UPLOAD_CONCURRENCY", "SNAPSHOT_PART_SIZE", "SNAPSHOT_IO_TIMEOUT", "SNAPSHOT_COMPRESSION_LEVEL",
 			"SNAPSHOT_RESTORE_KEY", "SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RETENTION_MAX_AGE", "SNAPSHOT_RETENTION_DRY_RUN", "GOMEMLIMIT"} {
 			if _, ok := envOf(c)[name]; ok {
 				t.Errorf("%s: env %s rendered although not set in values", short, name)
@@ -805,6 +805,7 @@ func TestEverything(t *testing.T) {
 		"SNAPSHOT_COMPRESSION_LEVEL":      "better",
 		"SNAPSHOT_UPLOAD_CONCURRENCY":     "8",
 		"SNAPSHOT_PART_SIZE":              "64MiB",
+		"SNAPSHOT_IO_TIMEOUT":             "5m",
 		"SNAPSHOT_LOG_FORMAT":             "text",
 		"SNAPSHOT_RETENTION_KEEP_LAST":    "7",
 		"SNAPSHOT_RETENTION_KEEP_DAILY":   "14",

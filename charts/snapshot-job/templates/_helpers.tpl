@@ -179,6 +179,7 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_LOG_LEVEL" $v.log.level $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_UPLOAD_CONCURRENCY" $v.transfer.concurrency $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_PART_SIZE" $v.transfer.partSize $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_IO_TIMEOUT" $v.transfer.ioTimeout $x) }}
 {{- if eq .verb "backup" }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_COMPRESSION_LEVEL" $v.backup.compressionLevel $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_LAST" $v.retention.keepLast $x) }}
