@@ -18,7 +18,7 @@ AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test lint tools demo bench image clean fuzz chart-test
+.PHONY: all build test lint tools demo bench image clean fuzz chart-test soak
 
 all: build
 
@@ -68,6 +68,11 @@ fuzz:
 chart-test: tools
 	@test -z "$$(gofmt -l test/chart)" || { gofmt -l test/chart; echo "gofmt needed"; exit 1; }
 	cd test/chart && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+
+## soak: back-to-back backup+prune cycles against versitygw with random
+## faults (SOAK_CYCLES=50, SOAK_SEED to reproduce a run)
+soak: tools
+	$(GO) test -tags soak -count=1 -timeout 60m -run TestSoak -v ./cmd/snapshot-job
 
 ## demo: back up a sample tree into a local store, list, verify, restore, compare
 demo: $(BIN)
