@@ -201,6 +201,12 @@ func (x *extractor) file(h *tar.Header, name string, body io.Reader) error {
 		return targetErr(name, err)
 	}
 	err = x.writeSparse(f, body, name, h.Size)
+	if err == nil && h.Size > 0 {
+		// Start writing the file back now, without waiting: the final
+		// syncfs then finds little left to do instead of the whole
+		// snapshot. Best effort: some filesystems do not support it.
+		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
 	if err == nil && x.asRoot {
 		err = targetErr(name, f.Chown(h.Uid, h.Gid))
 	}
