@@ -110,6 +110,16 @@ func TestAzureBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("RetentionRules", func(t *testing.T) {
+		checkRetention(t, func(t *testing.T, keys []string) (env, func() []string) {
+			e, c := setup(t, t.TempDir())
+			for _, k := range keys {
+				az.PutBlob(t, c, k, []byte(k))
+			}
+			return e, func() []string { return az.Blobs(t, c, "") }
+		})
+	})
+
 	t.Run("WrongKey", func(t *testing.T) {
 		e, c := setup(t, t.TempDir())
 		r := runJob(t, e.with("SNAPSHOT_AZBLOB_STORAGE_KEY", "d3Jvbmcga2V5IHdyb25nIGtleQ=="))

@@ -126,6 +126,16 @@ func TestS3Binary(t *testing.T) {
 		}
 	})
 
+	t.Run("RetentionRules", func(t *testing.T) {
+		checkRetention(t, func(t *testing.T, keys []string) (env, func() []string) {
+			e, bucket := setup(t, t.TempDir())
+			for _, k := range keys {
+				v.PutObject(t, bucket, k, []byte(k))
+			}
+			return e, func() []string { return v.Keys(t, bucket, "") }
+		})
+	})
+
 	t.Run("PruneFailureAfterBackup", func(t *testing.T) {
 		src := t.TempDir()
 		os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
