@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,7 +38,14 @@ func (fx *azFixture) setup(t *testing.T, src string) (env, string) {
 	}, c
 }
 
-// nothingLeft fails unless the container holds no blob, committed or not.
+func (fx *azFixture) put(t *testing.T, c, key string, data []byte) {
+	fx.az.PutBlob(t, c, key, data)
+}
+
+func (fx *azFixture) keys(t *testing.T, c, prefix string) []string {
+	return fx.az.Blobs(t, c, prefix)
+}
+
 func (fx *azFixture) nothingLeft(t *testing.T, c string) {
 	t.Helper()
 	if b := fx.az.Blobs(t, c, ""); len(b) != 0 {
@@ -55,70 +60,8 @@ func (fx *azFixture) nothingLeft(t *testing.T, c string) {
 func TestAzureBinary(t *testing.T) {
 	fx := &azFixture{az: testenv.StartAzurite(t)}
 	az, setup := fx.az, fx.setup
+	cloudTests(t, fx)
 	t.Run("Faults", func(t *testing.T) { azureFaults(t, fx) })
-
-	t.Run("RoundTrip", func(t *testing.T) {
-		src := t.TempDir()
-		testenv.MakeTree(t, src)
-		writeBig(t, filepath.Join(src, "node-1", "big.pcap"), 12<<20) // several blocks
-		e, c := setup(t, src)
-		az.PutBlob(t, c, "snapshots2/kubeshark-20200101T000000Z.tar.zst", []byte("neighbour"))
-		expect(t, runJob(t, e), 0)
-		blobs := az.Blobs(t, c, "snapshots/")
-		if len(blobs) != 1 || !strings.HasPrefix(blobs[0], "snapshots/kubeshark-") {
-			t.Fatalf("blobs %q", blobs)
-		}
-		r := runJob(t, e, "list")
-		expect(t, r, 0)
-		if !strings.Contains(r.stdout, blobs[0]) || strings.Contains(r.stdout, "snapshots2") {
-			t.Errorf("list: %s", r.stdout)
-		}
-		expect(t, runJob(t, e, "verify"), 0)
-		dst := filepath.Join(t.TempDir(), "restore")
-		expect(t, runJob(t, e.with("SNAPSHOT_RESTORE_DIR", dst), "restore"), 0)
-		testenv.CompareTrees(t, src, dst, nil)
-	})
-
-	t.Run("RetentionLeavesDecoys", func(t *testing.T) {
-		src := t.TempDir()
-		os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
-		e, c := setup(t, src)
-		old := []string{"snapshots/kubeshark-20200101T000000Z.tar.zst", "snapshots/kubeshark-20200102T000000Z.tar.zst"}
-		for _, k := range append(slices.Clone(old), decoys...) {
-			az.PutBlob(t, c, k, []byte(k))
-		}
-		expect(t, runJob(t, e.with("SNAPSHOT_RETENTION_KEEP_LAST", "1", "SNAPSHOT_RETENTION_DRY_RUN", "true")), 0)
-		if got := az.Blobs(t, c, ""); len(got) != len(old)+len(decoys)+1 {
-			t.Fatalf("dry run changed the container: %q", got)
-		}
-		time.Sleep(1100 * time.Millisecond)
-		expect(t, runJob(t, e.with("SNAPSHOT_RETENTION_KEEP_LAST", "1")), 0)
-		got := az.Blobs(t, c, "")
-		var ours []string
-		for _, k := range got {
-			if !slices.Contains(decoys, k) {
-				ours = append(ours, k)
-			}
-		}
-		for _, d := range decoys {
-			if !slices.Contains(got, d) {
-				t.Errorf("decoy %s deleted", d)
-			}
-		}
-		if len(ours) != 1 || slices.Contains(old, ours[0]) {
-			t.Errorf("left %q, want only the newest snapshot", ours)
-		}
-	})
-
-	t.Run("RetentionRules", func(t *testing.T) {
-		checkRetention(t, func(t *testing.T, keys []string) (env, func() []string) {
-			e, c := setup(t, t.TempDir())
-			for _, k := range keys {
-				az.PutBlob(t, c, k, []byte(k))
-			}
-			return e, func() []string { return az.Blobs(t, c, "") }
-		})
-	})
 
 	t.Run("WrongKey", func(t *testing.T) {
 		e, c := setup(t, t.TempDir())

@@ -108,6 +108,12 @@ func runJob(t *testing.T, e env, args ...string) jobResult {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = e.list(t)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs a prepared job command to its end.
+func runCmd(t *testing.T, cmd *exec.Cmd) jobResult {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -280,16 +286,7 @@ func runJobAs(t *testing.T, e env, args ...string) jobResult {
 	cmd.Env = e.list(t)
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: podUID, Gid: podUID}}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := jobResult{stdout: stdout.String(), stderr: stderr.String(), lines: parseLines(stderr.String())}
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running snapshot-job: %v", err)
-	}
-	return res
+	return runCmd(t, cmd)
 }
 
 // reachable opens dir and its parents for other users to traverse, and

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,8 +46,14 @@ func (fx *s3Fixture) setup(t *testing.T, src string) (env, string) {
 	}, bucket
 }
 
-// nothingLeft fails unless the bucket holds no object and no open
-// multipart upload.
+func (fx *s3Fixture) put(t *testing.T, bucket, key string, data []byte) {
+	fx.v.PutObject(t, bucket, key, data)
+}
+
+func (fx *s3Fixture) keys(t *testing.T, bucket, prefix string) []string {
+	return fx.v.Keys(t, bucket, prefix)
+}
+
 func (fx *s3Fixture) nothingLeft(t *testing.T, bucket string) {
 	t.Helper()
 	if k := fx.v.Keys(t, bucket, ""); len(k) != 0 {
@@ -65,76 +70,11 @@ func (fx *s3Fixture) nothingLeft(t *testing.T, bucket string) {
 func TestS3Binary(t *testing.T) {
 	fx := &s3Fixture{v: testenv.StartVersity(t)}
 	v, setup, nothingLeft := fx.v, fx.setup, fx.nothingLeft
+	if os.Getenv("AWS_CA_BUNDLE") == "" {
+		t.Log("AWS_CA_BUNDLE is not set here; CI sets it")
+	}
+	cloudTests(t, fx)
 	t.Run("Faults", func(t *testing.T) { s3Faults(t, fx) })
-
-	t.Run("RoundTrip", func(t *testing.T) {
-		if os.Getenv("AWS_CA_BUNDLE") == "" {
-			t.Log("AWS_CA_BUNDLE is not set here; CI sets it")
-		}
-		src := t.TempDir()
-		testenv.MakeTree(t, src)
-		writeBig(t, filepath.Join(src, "node-1", "big.pcap"), 12<<20) // several parts
-		e, bucket := setup(t, src)
-		v.PutObject(t, bucket, "snapshots2/kubeshark-20200101T000000Z.tar.zst", []byte("neighbour"))
-		expect(t, runJob(t, e), 0)
-		keys := v.Keys(t, bucket, "snapshots/")
-		if len(keys) != 1 || !strings.HasPrefix(keys[0], "snapshots/kubeshark-") {
-			t.Fatalf("keys %q", keys)
-		}
-		if u := v.MultipartUploads(t, bucket, ""); len(u) != 0 {
-			t.Errorf("open multipart uploads after a backup: %q", u)
-		}
-		r := runJob(t, e, "list")
-		expect(t, r, 0)
-		if !strings.Contains(r.stdout, keys[0]) || strings.Contains(r.stdout, "snapshots2") {
-			t.Errorf("list: %s", r.stdout)
-		}
-		expect(t, runJob(t, e, "verify"), 0)
-		dst := filepath.Join(t.TempDir(), "restore")
-		expect(t, runJob(t, e.with("SNAPSHOT_RESTORE_DIR", dst), "restore"), 0)
-		testenv.CompareTrees(t, src, dst, nil)
-	})
-
-	t.Run("RetentionLeavesDecoys", func(t *testing.T) {
-		src := t.TempDir()
-		os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
-		e, bucket := setup(t, src)
-		old := []string{"snapshots/kubeshark-20200101T000000Z.tar.zst", "snapshots/kubeshark-20200102T000000Z.tar.zst"}
-		for _, k := range append(slices.Clone(old), decoys...) {
-			v.PutObject(t, bucket, k, []byte(k))
-		}
-		expect(t, runJob(t, e.with("SNAPSHOT_RETENTION_KEEP_LAST", "1", "SNAPSHOT_RETENTION_DRY_RUN", "true")), 0)
-		if got := v.Keys(t, bucket, ""); len(got) != len(old)+len(decoys)+1 {
-			t.Fatalf("dry run changed the bucket: %q", got)
-		}
-		time.Sleep(1100 * time.Millisecond)
-		expect(t, runJob(t, e.with("SNAPSHOT_RETENTION_KEEP_LAST", "1")), 0)
-		got := v.Keys(t, bucket, "")
-		var ours []string
-		for _, k := range got {
-			if !slices.Contains(decoys, k) {
-				ours = append(ours, k)
-			}
-		}
-		for _, d := range decoys {
-			if !slices.Contains(got, d) {
-				t.Errorf("decoy %s deleted", d)
-			}
-		}
-		if len(ours) != 1 || slices.Contains(old, ours[0]) {
-			t.Errorf("left %q, want only the newest snapshot", ours)
-		}
-	})
-
-	t.Run("RetentionRules", func(t *testing.T) {
-		checkRetention(t, func(t *testing.T, keys []string) (env, func() []string) {
-			e, bucket := setup(t, t.TempDir())
-			for _, k := range keys {
-				v.PutObject(t, bucket, k, []byte(k))
-			}
-			return e, func() []string { return v.Keys(t, bucket, "") }
-		})
-	})
 
 	t.Run("PruneFailureAfterBackup", func(t *testing.T) {
 		src := t.TempDir()
