@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -115,13 +114,7 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	out := &writeErrRecorder{w: w}
-	zw, err := zstd.NewWriter(out,
-		zstd.WithEncoderLevel(level),
-		zstd.WithEncoderCRC(true),
-		zstd.WithEncoderConcurrency(opts.Concurrency),
-		zstd.WithConcurrentBlocks(true),
-	)
+	zw, err := newFrameWriter(w, level, frameSize(level), opts.Concurrency)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -138,20 +131,12 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	if err == nil {
 		err = aw.tw.Close()
 	}
-	if err == nil {
-		err = zw.Close()
-	} else {
-		// Close would compress what is buffered and wait for it, which
-		// at high levels takes seconds that a SIGTERM grace period does
-		// not have. Nobody wants the output any more: let the workers
-		// finish in the background.
-		go zw.Reset(nil)
+	// Both wait for the frames in flight, a few MiB each.
+	if err != nil {
+		zw.Abort()
+		return aw.st, err
 	}
-	// An error from w surfaces through tar or zstd; report the original.
-	if werr := out.firstErr(); werr != nil {
-		return aw.st, werr
-	}
-	return aw.st, err
+	return aw.st, zw.Close()
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -342,29 +327,12 @@ func tarMode(m fs.FileMode) int64 {
 	return mode
 }
 
-// writeErrRecorder remembers the first error of the destination so that
-// Write can return it instead of the encoder's rewording of it.
-// The encoder may write from its own goroutines, hence the lock.
-type writeErrRecorder struct {
-	w   io.Writer
-	mu  sync.Mutex
-	err error
-}
-
-func (r *writeErrRecorder) Write(p []byte) (int, error) {
-	n, err := r.w.Write(p)
-	if err != nil {
-		r.mu.Lock()
-		if r.err == nil {
-			r.err = err
-		}
-		r.mu.Unlock()
+// frameSize is the size of the independent zstd frames: 4 MiB keeps the
+// fast levels' ratio (their window is 4 MiB anyway); the slower levels
+// look further back and get 8 MiB.
+func frameSize(l zstd.EncoderLevel) int {
+	if l <= zstd.SpeedDefault {
+		return 4 << 20
 	}
-	return n, err
-}
-
-func (r *writeErrRecorder) firstErr() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
+	return 8 << 20
 }
