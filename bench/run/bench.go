@@ -23,6 +23,15 @@ type bench struct {
 	cache          cache
 	facts          [][2]string
 	versionRows    [][2]string
+	loads          []string // the load average when each round started
+}
+
+// progress announces a round and records the load average at its start:
+// on a shared machine it explains a slow round.
+func (b *bench) progress(round string) {
+	l := loadAvg()
+	b.loads = append(b.loads, round+": "+l)
+	fmt.Fprintf(os.Stderr, "bench: %s (load average %s)\n", round, l)
 }
 
 // setup resolves the tools, checks the space, generates the datasets and

@@ -56,9 +56,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, o)
+	interrupted := ctx.Err() != nil
 	stop()
 	var missed targetsMissed
 	switch {
+	case interrupted:
+		fmt.Fprintln(os.Stderr, "bench: interrupted; the server is stopped and the scratch space removed")
+		os.Exit(130)
 	case errors.As(err, &missed):
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(3)

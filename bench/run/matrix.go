@@ -76,7 +76,7 @@ func (b *bench) matrix(ctx context.Context) error {
 	}
 	ds := sets[0]
 	for r := 1; r <= b.opts.runs; r++ {
-		fmt.Fprintf(os.Stderr, "bench: round %d of %d over %d settings (load average %s)\n", r, b.opts.runs, len(combos), loadAvg())
+		b.progress(fmt.Sprintf("round %d of %d over %d settings", r, b.opts.runs, len(combos)))
 		for i, c := range combos {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -29,7 +29,7 @@ func (b *bench) mem(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "bench: %s, run %d of %d (load average %s)\n", sizes[i].label, r, b.opts.runs, loadAvg())
+			b.progress(fmt.Sprintf("%s run %d of %d", sizes[i].label, r, b.opts.runs))
 			prefix := fmt.Sprintf("mem-%d-run-%d/", i, r)
 			s, res, err := b.snapshotBackup(ctx, ds, prefix, b.logFile(fmt.Sprintf("mem-backup-%s-%d", sizes[i].label, r)))
 			if !backups[i].add(s, err) {
@@ -53,7 +53,7 @@ func (b *bench) mem(ctx context.Context) error {
 
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "## make bench-mem: peak RSS of snapshot-job by dataset size, %d run(s) each\n\n", b.opts.runs)
-	b.writeHeader(&sb, sets[len(sets)-1])
+	b.writeHeader(&sb, sets...)
 	fmt.Fprintf(&sb, "| dataset | backup median s | backup MiB/s | backup peak RSS MiB | restore median s | restore MiB/s | restore peak RSS MiB | stored MiB | ratio |\n")
 	fmt.Fprintf(&sb, "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	var failed []string

@@ -131,7 +131,7 @@ func (b *bench) table(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "bench: round %d of %d (load average %s)\n", r, b.opts.runs, loadAvg())
+		b.progress(fmt.Sprintf("round %d of %d", r, b.opts.runs))
 		prefix := fmt.Sprintf("run-%d/", r)
 
 		if want("snapshot-job") && sjBackup.err == nil {
@@ -315,7 +315,7 @@ func (b *bench) checkTree(ctx context.Context, ds dataset, dir string) (string, 
 	return "`diff -r` finds no difference (round 1)", true
 }
 
-func (b *bench) writeHeader(sb *strings.Builder, ds dataset) {
+func (b *bench) writeHeader(sb *strings.Builder, sets ...dataset) {
 	fmt.Fprintf(sb, "| machine | |\n|---|---|\n")
 	for _, f := range b.facts {
 		fmt.Fprintf(sb, "| %s | %s |\n", f[0], f[1])
@@ -325,7 +325,10 @@ func (b *bench) writeHeader(sb *strings.Builder, ds dataset) {
 	}
 	fmt.Fprintf(sb, "| server | versitygw posix backend on 127.0.0.1, plain HTTP, same disk as the dataset |\n")
 	fmt.Fprintf(sb, "| page cache | %s |\n", b.cache)
-	fmt.Fprintf(sb, "| dataset | %s: %d files, %d entries, %s bytes (%.1f MiB) |\n", ds.Dir, ds.Files, ds.Entries, thousands(ds.Bytes), float64(ds.Bytes)/(1<<20))
+	for _, ds := range sets {
+		fmt.Fprintf(sb, "| dataset | %s: %d files, %d entries, %s bytes (%.1f MiB) |\n", ds.Dir, ds.Files, ds.Entries, thousands(ds.Bytes), float64(ds.Bytes)/(1<<20))
+	}
+	fmt.Fprintf(sb, "| load average (1, 5, 15 min) | %s |\n", strings.Join(b.loads, "; "))
 	settings := "defaults (no SNAPSHOT_COMPRESSION_LEVEL, _UPLOAD_CONCURRENCY, _PART_SIZE set)"
 	if b.opts.mode == "matrix" {
 		settings = "as in each row"
