@@ -116,12 +116,14 @@ func (b *bench) table(ctx context.Context) error {
 	ep := b.srv.endpoint
 	tarC := stage{t.tar, "-cf", "-", "-C", ds.Dir, "."}
 
-	sjBackup := &row{group: "snapshot-job", name: "snapshot-job backup", cmdline: "snapshot-job backup"}
+	sjEnv := fmt.Sprintf("SNAPSHOT_CLOUD_PROVIDER=s3 SNAPSHOT_AWS_ENDPOINT=%s SNAPSHOT_AWS_FORCE_PATH_STYLE=true SNAPSHOT_AWS_REGION=%s SNAPSHOT_AWS_BUCKET=%s SNAPSHOT_SOURCE_DIR=%s SNAPSHOT_CLOUD_PREFIX=run-N/ %s",
+		ep, region, bucketSnapshot, shellQuote(ds.Dir), strings.Join(append(slices.Clone(b.extraEnv), ""), " "))
+	sjBackup := &row{group: "snapshot-job", name: "snapshot-job backup", cmdline: sjEnv + b.opts.bin + " backup", note: "plus SNAPSHOT_AWS_ACCESS_KEY and _SECRET_KEY"}
 	awsBackup := &row{group: "aws", name: "tar | zstd -3 -T0 | aws s3 cp", note: "aws cli defaults: multipart_chunksize 8 MiB, max_concurrent_requests 10"}
 	rcloneBackup := &row{group: "rclone", name: "tar | zstd -3 -T0 | rclone rcat", note: "rclone defaults: --s3-chunk-size 5 MiB, --s3-upload-concurrency 4"}
 	resticBackup := &row{group: "restic", name: "restic backup (fresh repo)", note: "restic init before, untimed; repository format and compression at restic's defaults"}
 	limit := &row{group: "limit", name: "tar | zstd -1 -T0 > /dev/null", note: "the compression limit; -v only prints the ratio at the end"}
-	sjRestore := &row{group: "snapshot-job", name: "snapshot-job restore", cmdline: "snapshot-job restore", note: "includes its final syncfs"}
+	sjRestore := &row{group: "snapshot-job", name: "snapshot-job restore", cmdline: sjEnv + "SNAPSHOT_RESTORE_KEY=<key stored> SNAPSHOT_RESTORE_DIR=<empty dir> " + b.opts.bin + " restore", note: "includes its final syncfs"}
 	awsRestore := &row{group: "aws", name: "aws s3 cp | zstd -d | tar -x"}
 	awsRestoreSync := &row{group: "aws", name: "aws s3 cp | zstd -d | tar -x; sync -f", note: "the row above plus a syncfs of the target, timed separately: the durability snapshot-job restore pays for"}
 	rows := []*row{sjBackup, awsBackup, rcloneBackup, resticBackup, limit, sjRestore, awsRestore, awsRestoreSync}
