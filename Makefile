@@ -18,7 +18,7 @@ AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test lint tools demo bench image clean fuzz chart-test soak
+.PHONY: all build test lint tools demo bench bench-mem bench-defaults bench-clean image clean fuzz chart-test soak
 
 all: build
 
@@ -39,7 +39,7 @@ $(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 
 ## lint: formatting and vet
 lint:
-	@test -z "$$(gofmt -l cmd internal)" || { gofmt -l cmd internal; echo "gofmt needed"; exit 1; }
+	@test -z "$$(gofmt -l cmd internal bench)" || { gofmt -l cmd internal bench; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
 ## test: everything CI runs (installs and starts what the tests need)
@@ -77,6 +77,46 @@ soak: tools
 ## demo: back up a sample tree into a local store, list, verify, restore, compare
 demo: $(BIN)
 	./scripts/demo.sh
+
+## bench: snapshot-job against the aws cli, rclone and restic on one local
+## versitygw, one table with medians, MiB/s, peak RSS and issue 7's targets
+## (docs/bench.md). Installs missing Debian tools (apt-get) when run as root.
+BENCH_SIZE        ?= 1GiB
+BENCH_RUNS        ?= 3
+BENCH_DIR         ?= $(TOOLS)/bench
+BENCH_ENV         ?=
+BENCH_ONLY        ?=
+BENCH_STRICT      ?=
+BENCH_MEM_SIZES   ?= 1GiB,4GiB
+BENCH_LEVELS      ?= fastest,default
+BENCH_CONCURRENCY ?= 2,4,8
+BENCH_PART_SIZES  ?= 8MiB,16MiB,32MiB
+BENCH_RUNNER      := $(TOOLS)/bin/bench-run
+GENDATA           := $(TOOLS)/bin/gendata
+BENCH_FLAGS = -size '$(BENCH_SIZE)' -runs '$(BENCH_RUNS)' -dir '$(BENCH_DIR)' -results '$(TOOLS)/bench' \
+	-env '$(BENCH_ENV)' -only '$(BENCH_ONLY)' $(if $(BENCH_STRICT),-strict) \
+	-bin '$(BIN)' -gendata '$(GENDATA)' -versitygw '$(VERSITYGW)'
+
+bench: $(BIN) $(VERSITYGW) bench-bin
+	$(BENCH_RUNNER) -mode table $(BENCH_FLAGS)
+
+## bench-mem: peak RSS of snapshot-job at 1 GiB and 4 GiB and their ratio
+bench-mem: $(BIN) $(VERSITYGW) bench-bin
+	$(BENCH_RUNNER) -mode mem -mem-sizes '$(BENCH_MEM_SIZES)' $(BENCH_FLAGS)
+
+## bench-defaults: snapshot-job over levels x concurrency x part sizes
+bench-defaults: $(BIN) $(VERSITYGW) bench-bin
+	$(BENCH_RUNNER) -mode matrix -levels '$(BENCH_LEVELS)' -concurrency '$(BENCH_CONCURRENCY)' \
+		-part-sizes '$(BENCH_PART_SIZES)' $(BENCH_FLAGS)
+
+.PHONY: bench-bin
+bench-bin:
+	CGO_ENABLED=0 $(GO) build -o $(BENCH_RUNNER) ./bench/run
+	CGO_ENABLED=0 $(GO) build -o $(GENDATA) ./bench/gendata
+
+## bench-clean: remove the cached datasets, logs and results
+bench-clean:
+	rm -rf $(BENCH_DIR)/dataset-* $(BENCH_DIR)/run-* $(BENCH_DIR)/logs $(TOOLS)/bench
 
 ## image: build the container image (needs a Docker engine; none runs in CI)
 image:
