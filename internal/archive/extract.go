@@ -90,7 +90,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 	if err != nil {
 		return Stats{}, fmt.Errorf("%w: %w", ErrTarget, err)
 	}
-	x := &extractor{staging: staging, root: nil, asRoot: os.Geteuid() == 0, buf: make([]byte, 1<<20)}
+	x := &extractor{staging: staging, asRoot: os.Geteuid() == 0, w: newFileWriter()}
 	undo := func() {
 		if x.root != nil {
 			x.root.Close()
@@ -111,6 +111,11 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		return Stats{}, fmt.Errorf("%w: %w", ErrTarget, err)
 	}
 	st, err := readArchive(ctx, r, opts.Concurrency, log, x.entry)
+	// Every file must be written and closed before the staging
+	// directory is moved or removed.
+	if werr := x.w.wait(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		undo()
 		return st, err
@@ -157,7 +162,7 @@ type extractor struct {
 	staging string
 	root    *os.Root
 	asRoot  bool
-	buf     []byte
+	w       *fileWriter
 	dirs    []dirMeta
 }
 
@@ -200,65 +205,30 @@ func (x *extractor) file(h *tar.Header, name string, body io.Reader) error {
 	if err != nil {
 		return targetErr(name, err)
 	}
-	err = x.writeSparse(f, body, name, h.Size)
-	if err == nil && h.Size > 0 {
-		// Start writing the file back now, without waiting: the final
-		// syncfs then finds little left to do instead of the whole
-		// snapshot. Best effort: some filesystems do not support it.
-		_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	}
-	if err == nil && x.asRoot {
-		err = targetErr(name, f.Chown(h.Uid, h.Gid))
-	}
-	if err == nil {
-		// After chown, which clears set-id bits.
-		err = targetErr(name, f.Chmod(fileMode(h.Mode, x.asRoot)))
-	}
-	if cerr := f.Close(); err == nil && cerr != nil {
-		err = targetErr(name, cerr)
-	}
-	if err != nil {
-		return err
-	}
-	return targetErr(name, x.root.Chtimes(name, atimeOf(h), h.ModTime))
-}
-
-// writeSparse copies size bytes of body into f, seeking over runs of
-// zeros instead of writing them, so that sparse files stay sparse and
-// zero-filled captures do not fill the volume.
-func (x *extractor) writeSparse(f *os.File, body io.Reader, name string, size int64) error {
-	const block = 64 << 10
-	var written int64
-	for written < size {
-		n, err := io.ReadFull(body, x.buf[:min(int64(len(x.buf)), size-written)])
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return fmt.Errorf("%w: %s: content ends after %d of %d bytes", ErrCorrupt, name, written+int64(n), size)
+	finish := func() error {
+		err := targetErr(name, f.Truncate(h.Size))
+		if err == nil && h.Size > 0 {
+			// Start writing the file back now, without waiting: the
+			// final syncfs then finds little left to do. Best effort:
+			// some filesystems do not support it.
+			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		}
+		if err == nil && x.asRoot {
+			err = targetErr(name, f.Chown(h.Uid, h.Gid))
+		}
+		if err == nil {
+			// After chown, which clears set-id bits.
+			err = targetErr(name, f.Chmod(fileMode(h.Mode, x.asRoot)))
+		}
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = targetErr(name, cerr)
 		}
 		if err != nil {
-			return err // already classified by bodyReader
+			return err
 		}
-		chunk := x.buf[:n]
-		for len(chunk) > 0 {
-			m := min(len(chunk), block)
-			if isZero(chunk[:m]) {
-				if _, err := f.Seek(int64(m), io.SeekCurrent); err != nil {
-					return targetErr(name, err)
-				}
-			} else {
-				// Write runs of non-zero blocks in one call.
-				for m < len(chunk) && !isZero(chunk[m:min(len(chunk), m+block)]) {
-					m = min(len(chunk), m+block)
-				}
-				if _, err := f.Write(chunk[:m]); err != nil {
-					return targetErr(name, err)
-				}
-			}
-			chunk = chunk[m:]
-		}
-		written += int64(n)
+		return targetErr(name, x.root.Chtimes(name, atimeOf(h), h.ModTime))
 	}
-	// A trailing hole has to be made real by setting the length.
-	return targetErr(name, f.Truncate(size))
+	return x.w.copyFile(f, name, body, h.Size, finish)
 }
 
 func (x *extractor) lutimes(name string, h *tar.Header) error {

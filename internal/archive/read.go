@@ -115,6 +115,10 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 	return st, nil
 }
 
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
 func corrupt(err error) error {
 	if errors.Is(err, ErrCorrupt) {
 		return err
