@@ -79,7 +79,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		res.Verb = verb
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
-	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v}
+	// Restores and verifies need the same working set as an upload of
+	// the configured part size; a backup refines it once the source is
+	// scanned.
+	setMemoryLimit(cfg, 0, log)
+	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v,
+		SizeKnown: func(hint int64) { setMemoryLimit(cfg, hint, log) }}
 	switch verb {
 	case "backup":
 		res, err = r.Backup(ctx)

@@ -124,6 +124,9 @@ func (fw *frameWriter) submit() {
 	select {
 	case out = <-fw.freeOut:
 	default:
+		// Room for the worst case, so that EncodeAll never grows it:
+		// a buffer that grows leaves its smaller copies as garbage.
+		out = make([]byte, 0, fw.enc.MaxEncodedSize(fw.size))
 	}
 	go func() {
 		f.out = fw.enc.EncodeAll(f.in, out[:0])

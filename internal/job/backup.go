@@ -36,6 +36,10 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	if err := r.Store.Check(ctx); err != nil {
 		return res, err
 	}
+	hint := sizeHint(scan)
+	if r.SizeKnown != nil {
+		r.SizeKnown(hint)
+	}
 	res.Key = snapname.Key(c.Prefix, c.Name, start)
 	r.Log.Info("backup started", "key", res.Key, "store", r.Store.String(), "source", c.SourceDir,
 		"files", scan.Files, "source_bytes", scan.Bytes, "level", c.CompressionLevel)
@@ -56,7 +60,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	}()
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes, &read, &stored)
 	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, upload.PutOptions{
-		SizeHint: sizeHint(scan),
+		SizeHint: hint,
 		Metadata: map[string]string{
 			"source-bytes": strconv.FormatInt(scan.Bytes, 10),
 			"files":        strconv.FormatInt(scan.Files, 10),

@@ -37,6 +37,10 @@ type Runner struct {
 	// Now is the clock; the run's start time names the snapshot and
 	// anchors retention.
 	Now func() time.Time
+	// SizeKnown, if set, is told the upper estimate of the bytes a backup
+	// will store, once the source has been scanned and before the upload
+	// starts (the command sizes the memory limit from it).
+	SizeKnown func(sizeHint int64)
 }
 
 // Result is what a verb did, for the summary log line and the
