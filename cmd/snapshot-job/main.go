@@ -43,6 +43,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
+	if verb == "" && strings.TrimSpace(os.Getenv("SNAPSHOT_MODE")) == "version" {
+		verb = "version" // needs no configuration either way
+	}
 	if verb == "version" {
 		v, c := buildInfo()
 		fmt.Fprintf(stdout, "snapshot-job %s (commit %s, %s, %s/%s)\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)

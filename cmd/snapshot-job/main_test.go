@@ -65,9 +65,10 @@ func TestRoundTripThroughFileStore(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	r := runJob(t, env{}, "version")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "snapshot-job ") || !strings.Contains(r.stdout, "go1.") {
-		t.Fatalf("version: %s", r)
+	for _, r := range []jobResult{runJob(t, env{}, "version"), runJob(t, env{"SNAPSHOT_MODE": "version"})} {
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "snapshot-job ") || !strings.Contains(r.stdout, "go1.") {
+			t.Fatalf("version: %s", r)
+		}
 	}
 }
 

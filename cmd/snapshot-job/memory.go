@@ -29,7 +29,16 @@ func memoryLimit(cfg config.Config, sizeHint int64) int64 {
 // that the garbage collector keeps the heap there instead of letting it
 // grow to twice the live data, unless GOMEMLIMIT (the chart sets it from
 // the container's limit) already says.
+//
+// The heap is mostly a fixed set of large buffers reused for the whole
+// run; the garbage is per-request bookkeeping that accumulates with the
+// snapshot's size. Collecting it at 25 % growth instead of 100 % keeps
+// the peak the same for 1 GiB and 4 GiB (measured: 144 and 145 MiB
+// against 148 and 157), and costs little: the buffers need no scanning.
 func setMemoryLimit(cfg config.Config, sizeHint int64, log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
