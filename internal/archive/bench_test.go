@@ -127,3 +127,12 @@ func BenchmarkExtract(b *testing.B) {
 }
 
 func bOsMkdirTemp() (string, error) { return os.MkdirTemp("", "snapshot-job-bench-") }
+
+// TestMain removes the benchmark dataset, which the benchmarks share.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
