@@ -84,6 +84,7 @@ demo: $(BIN)
 BENCH_SIZE        ?= 1GiB
 BENCH_RUNS        ?= 3
 BENCH_DIR         ?= $(TOOLS)/bench
+BENCH_SERVER_DIR  ?=
 BENCH_ENV         ?=
 BENCH_ONLY        ?=
 BENCH_STRICT      ?=
@@ -94,6 +95,7 @@ BENCH_PART_SIZES  ?= 8MiB,16MiB,32MiB
 BENCH_RUNNER      := $(TOOLS)/bin/bench-run
 GENDATA           := $(TOOLS)/bin/gendata
 BENCH_FLAGS = -size '$(BENCH_SIZE)' -runs '$(BENCH_RUNS)' -dir '$(BENCH_DIR)' -results '$(TOOLS)/bench' \
+	-server-dir '$(BENCH_SERVER_DIR)' \
 	-env '$(BENCH_ENV)' -only '$(BENCH_ONLY)' $(if $(BENCH_STRICT),-strict) \
 	-bin '$(BIN)' -gendata '$(GENDATA)' -versitygw '$(VERSITYGW)'
 

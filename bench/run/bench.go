@@ -16,6 +16,7 @@ type bench struct {
 
 	tools          tools
 	work           string // scratch directory, removed at the end
+	serverDir      string // versitygw's objects when -server-dir is set, removed at the end
 	logs           string // per-run logs, kept for reading after a failure
 	srv            *server
 	awsConfig      string
@@ -86,11 +87,24 @@ func (b *bench) setup(ctx context.Context, sizes []sizeArg, spaceFactor int64, b
 	b.resticPassword = randomHex(16)
 	cleanup := func() {
 		b.srv.stop()
-		if err := os.RemoveAll(b.work); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: cleaning up:", err)
+		for _, d := range []string{b.work, b.serverDir} {
+			if d == "" {
+				continue
+			}
+			if err := os.RemoveAll(d); err != nil {
+				fmt.Fprintln(os.Stderr, "bench: cleaning up:", err)
+			}
 		}
 	}
-	if b.srv, err = startServer(ctx, b.opts.versitygw, b.work); err != nil {
+	serverDir := b.work
+	if b.opts.server != "" {
+		if serverDir, err = os.MkdirTemp(b.opts.server, "snapshot-job-bench-s3-"); err != nil {
+			cleanup()
+			return nil, noop, err
+		}
+		b.serverDir = serverDir
+	}
+	if b.srv, err = startServer(ctx, b.opts.versitygw, serverDir); err != nil {
 		cleanup()
 		return nil, noop, err
 	}

@@ -25,6 +25,7 @@ type options struct {
 	sizes   string // mem mode
 	runs    int
 	dir     string // datasets and scratch space
+	server  string // where versitygw keeps its objects; "" = under dir
 	results string // where the result files go
 	env     string // extra environment for snapshot-job, "K=V K=V"
 	only    string // comma-separated row filter (table mode)
@@ -43,6 +44,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs per row; the table shows medians")
 	flag.StringVar(&o.dir, "dir", ".tools/bench", "datasets (cached by size) and scratch space")
 	flag.StringVar(&o.results, "results", ".tools/bench", "where results-*.md are written")
+	flag.StringVar(&o.server, "server-dir", "", "where versitygw keeps its objects (default: the scratch space under -dir, i.e. the dataset's disk); e.g. /dev/shm for a store that does not share the client's disk")
 	flag.StringVar(&o.env, "env", "", "extra environment for snapshot-job, e.g. 'SNAPSHOT_UPLOAD_CONCURRENCY=8 SNAPSHOT_PART_SIZE=32MiB'")
 	flag.StringVar(&o.only, "only", "", "comma-separated rows to run (table mode): snapshot-job,aws,rclone,restic,limit")
 	flag.BoolVar(&o.strict, "strict", false, "exit 3 when a target of issue 7 is missed")

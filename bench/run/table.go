@@ -325,7 +325,11 @@ func (b *bench) writeHeader(sb *strings.Builder, sets ...dataset) {
 	for _, v := range b.versionRows {
 		fmt.Fprintf(sb, "| %s | %s |\n", v[0], strings.ReplaceAll(v[1], "|", "/"))
 	}
-	fmt.Fprintf(sb, "| server | versitygw posix backend on 127.0.0.1, plain HTTP, same disk as the dataset |\n")
+	where := "on the same disk as the dataset"
+	if b.opts.server != "" {
+		where = "in " + b.opts.server + " (" + fsType(b.opts.server) + "), not on the dataset's disk"
+	}
+	fmt.Fprintf(sb, "| server | versitygw posix backend on 127.0.0.1, plain HTTP, objects %s |\n", where)
 	fmt.Fprintf(sb, "| page cache | %s |\n", b.cache)
 	for _, ds := range sets {
 		fmt.Fprintf(sb, "| dataset | %s: %d files, %d entries, %s bytes (%.1f MiB) |\n", ds.Dir, ds.Files, ds.Entries, thousands(ds.Bytes), float64(ds.Bytes)/(1<<20))

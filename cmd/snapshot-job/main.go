@@ -46,8 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if verb == "" && strings.TrimSpace(os.Getenv("SNAPSHOT_MODE")) == "version" {
 		verb = "version" // needs no configuration either way
 	}
+	v, c := buildInfo()
 	if verb == "version" {
-		v, c := buildInfo()
 		fmt.Fprintf(stdout, "snapshot-job %s (commit %s, %s, %s/%s)\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0
 	}
@@ -64,10 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log = log.With("verb", verb)
 	start := time.Now()
-	var res job.Result
-	err := errors.Join(argErr, cfgErr)
-	if err != nil {
-		res.Verb = verb
+	res := job.Result{Verb: verb}
+	if err := errors.Join(argErr, cfgErr); err != nil {
 		return finish(log, cfg.TerminationLog, res, err, nil, start)
 	}
 	if verb == "list" && cfg.LogFormat == "json" {
@@ -76,10 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
-	v, _ := buildInfo()
 	store, err := newStore(ctx, cfg, log, v)
 	if err != nil {
-		res.Verb = verb
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
 	// Restores and verifies need the same working set as an upload of
