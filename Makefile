@@ -80,7 +80,7 @@ demo: $(BIN)
 
 ## bench: snapshot-job against the aws cli, rclone and restic on one local
 ## versitygw, one table with medians, MiB/s, peak RSS and issue 7's targets
-## (docs/bench.md). Installs missing Debian tools (apt-get) when run as root.
+## (README, Performance). Installs missing Debian tools (apt-get) when run as root.
 BENCH_SIZE        ?= 1GiB
 BENCH_RUNS        ?= 3
 BENCH_DIR         ?= $(TOOLS)/bench

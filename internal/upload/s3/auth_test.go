@@ -84,7 +84,7 @@ func TestWrongRegionNamesTheRegion(t *testing.T) {
 
 // A closed port and an endpoint that accepts connections but never
 // answers both fail as ErrTransfer, bounded by MaxAttempts x StallTimeout
-// plus backoff (see docs/s3.md), instead of hanging.
+// plus backoff (see the README's S3 time bounds), instead of hanging.
 func TestDeadEndpointIsTransferError(t *testing.T) {
 	s := startServer(t)
 	hang := testenv.StartFaultProxy(t, s.v.Endpoint)

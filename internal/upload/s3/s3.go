@@ -33,7 +33,7 @@ import (
 )
 
 // Defaults for the knobs in Options, and the fixed parts of the time bound
-// documented in docs/s3.md.
+// documented in the README (S3, time bounds).
 const (
 	DefaultPartSize     = 16 << 20
 	DefaultConcurrency  = 4
