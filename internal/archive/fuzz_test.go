@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
@@ -56,6 +57,10 @@ func FuzzExtractRaw(f *testing.F) {
 }
 
 func checkExtract(t *testing.T, data []byte) {
+	// An input that makes extraction hang is a finding too; the fuzzer only
+	// records inputs whose run crashes, so a stuck run has to crash.
+	watchdog := time.AfterFunc(10*time.Second, func() { panic("extraction took over 10 s") })
+	defer watchdog.Stop()
 	parent := t.TempDir()
 	target := filepath.Join(parent, "target")
 	outside := filepath.Join(parent, "outside")
