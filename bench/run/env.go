@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -368,16 +367,4 @@ func countDataset(dir string, size int64) (dataset, error) {
 		return nil
 	})
 	return ds, err
-}
-
-// xattrSupported tells whether versitygw's posix backend can keep its
-// metadata in extended attributes here (as internal/testenv checks).
-func xattrSupported(dir string) bool {
-	p := filepath.Join(dir, ".xattr-probe")
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
-		return false
-	}
-	defer os.Remove(p)
-	err := syscall.Setxattr(p, "user.probe", []byte("1"), 0)
-	return err == nil || !errors.Is(err, syscall.ENOTSUP) && !errors.Is(err, syscall.EOPNOTSUPP)
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 const region = "us-east-1"
@@ -60,7 +62,7 @@ func startServer(ctx context.Context, bin, work string) (*server, error) {
 	backend := []string{"posix"}
 	// The posix backend keeps object metadata in extended attributes; on
 	// a filesystem without them it needs a sidecar directory instead.
-	if !xattrSupported(data) {
+	if !testenv.XattrSupported(data) {
 		side := filepath.Join(work, "sidecar")
 		if err := os.MkdirAll(side, 0o700); err != nil {
 			return nil, err

@@ -88,7 +88,7 @@ func StartVersity(t testing.TB, opts ...VersityOption) *Versity {
 	backend := []string{"posix"}
 	// The posix backend keeps object metadata in extended attributes; on
 	// a filesystem without them it needs a sidecar directory instead.
-	if !xattrSupported(v.Dir) {
+	if !XattrSupported(v.Dir) {
 		backend = append(backend, "--sidecar", t.TempDir())
 	}
 	backend = append(backend, v.Dir)
@@ -331,7 +331,10 @@ func ClosedPort(t testing.TB) string {
 	return fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 }
 
-func xattrSupported(dir string) bool {
+// XattrSupported tells whether versitygw's posix backend can keep its
+// object metadata in extended attributes under dir; where it cannot,
+// the backend needs a sidecar directory.
+func XattrSupported(dir string) bool {
 	p := filepath.Join(dir, ".xattr-probe")
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		return false

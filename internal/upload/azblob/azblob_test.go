@@ -81,23 +81,6 @@ func newTestStore(t testing.TB, cfg config.Azure, partSize int64, concurrency in
 	return s
 }
 
-func readAll(t testing.TB, s upload.Store, key string) []byte {
-	t.Helper()
-	rc, obj, err := s.Get(t.Context(), key)
-	if err != nil {
-		t.Fatalf("Get(%s): %v", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("reading %s: %v", key, err)
-	}
-	if int64(len(b)) != obj.Size {
-		t.Fatalf("Get(%s) said %d bytes, read %d", key, obj.Size, len(b))
-	}
-	return b
-}
-
 // assertNothingLeft checks that no blob, committed or not, is under prefix.
 func assertNothingLeft(t testing.TB, az *testenv.Azurite, prefix string) {
 	t.Helper()
@@ -245,7 +228,7 @@ func stream100MiBSmallBlocks(t *testing.T, az *testenv.Azurite) {
 			t.Fatalf("block %d has %d bytes, want %d", i, sz, block)
 		}
 	}
-	got := readAll(t, s, key)
+	got := uploadtest.Get(t, s, key)
 	if sha256.Sum256(got) != sha256.Sum256(want) {
 		t.Fatalf("read back %d bytes that differ from the %d stored", len(got), size)
 	}
@@ -577,7 +560,7 @@ func rangedReadSurvivesCutResponses(t *testing.T, az *testenv.Azurite) {
 		cuts[rng] = true
 		return testenv.Fault{}
 	})
-	got := readAll(t, s, key)
+	got := uploadtest.Get(t, s, key)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes that differ from the %d stored", len(got), len(want))
 	}

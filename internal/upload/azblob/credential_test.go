@@ -26,6 +26,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/upload/uploadtest"
 )
 
 func TestNewValidatesSettings(t *testing.T) {
@@ -383,7 +384,7 @@ func TestWorkloadIdentity(t *testing.T) {
 		if _, err := s.Put(t.Context(), key, bytes.NewReader(want), upload.PutOptions{SizeHint: int64(len(want))}); err != nil {
 			t.Fatalf("Put: %v", err)
 		}
-		if got := readAll(t, s, key); !bytes.Equal(got, want) {
+		if got := uploadtest.Get(t, s, key); !bytes.Equal(got, want) {
 			t.Fatal("read back different bytes")
 		}
 		if objs, err := s.List(t.Context(), "wi/"); err != nil || len(objs) != 1 {

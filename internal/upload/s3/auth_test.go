@@ -136,7 +136,7 @@ func TestStalledRequestIsRetried(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	if got := mustGet(t, st, key); !bytes.Equal(got, data) {
+	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("object differs")
 	}
 	if first.Load() < 2 {
@@ -164,7 +164,7 @@ func roundTrip(t *testing.T, st *Store) {
 	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))}); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
-	if got := mustGet(t, st, key); !bytes.Equal(got, data) {
+	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("object differs")
 	}
 }

@@ -119,23 +119,6 @@ func newStore(t *testing.T, cfg config.S3, opts Options) *Store {
 // fastFail makes requests to dead endpoints give up quickly in tests.
 var fastFail = Options{StallTimeout: 500 * time.Millisecond, MaxAttempts: 2}
 
-func mustGet(t *testing.T, st *Store, key string) []byte {
-	t.Helper()
-	rc, obj, err := st.Get(t.Context(), key)
-	if err != nil {
-		t.Fatalf("Get(%s): %v", key, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("reading %s: %v", key, err)
-	}
-	if int64(len(b)) != obj.Size {
-		t.Fatalf("Get(%s): read %d bytes, size says %d", key, len(b), obj.Size)
-	}
-	return b
-}
-
 // assertNothingUnder checks that no object and no open multipart upload
 // is left under prefix.
 func (s *server) assertNothingUnder(t *testing.T, prefix string) {
@@ -239,7 +222,7 @@ func TestStream100MiBIn5MiBParts(t *testing.T) {
 	if p := probe.peak.Load(); p > concurrency || p < 2 {
 		t.Errorf("peak parts in flight = %d, want 2..%d", p, concurrency)
 	}
-	if got := mustGet(t, st, key); !bytes.Equal(got, data) {
+	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("downloaded bytes differ from the uploaded ones")
 	}
 	head, err := s.v.Client().HeadObject(t.Context(), &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
@@ -389,7 +372,7 @@ func TestLostCompleteAnswerIsSuccess(t *testing.T) {
 			if completes.Load() < 2 {
 				t.Fatalf("CompleteMultipartUpload sent %d times, want a retry", completes.Load())
 			}
-			if got := mustGet(t, st, key); !bytes.Equal(got, data) {
+			if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
 				t.Fatal("object differs")
 			}
 			if u := s.v.MultipartUploads(t, s.bucket, "lost/"); len(u) != 0 {
@@ -427,7 +410,7 @@ func TestConditionalWriteRace(t *testing.T) {
 			if !errors.Is(err, upload.ErrExists) {
 				t.Fatalf("err = %v, want ErrExists", err)
 			}
-			if got := mustGet(t, st, key); !bytes.Equal(got, theirs) {
+			if got := uploadtest.Get(t, st, key); !bytes.Equal(got, theirs) {
 				t.Fatal("the other writer's object was overwritten")
 			}
 			if u := s.v.MultipartUploads(t, s.bucket, "race/"); len(u) != 0 {
@@ -457,7 +440,7 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 		if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: size}); err != nil {
 			t.Fatalf("Put(%d bytes): %v", size, err)
 		}
-		if got := mustGet(t, st, key); !bytes.Equal(got, data) {
+		if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
 			t.Fatalf("%s differs", key)
 		}
 	}
@@ -501,7 +484,7 @@ func TestRangeCutShortIsRetried(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	if got := mustGet(t, st, key); !bytes.Equal(got, data) {
+	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("downloaded bytes differ")
 	}
 	if cuts.Load() != 2 {
@@ -724,7 +707,7 @@ func TestChecksumsOnCustomEndpoint(t *testing.T) {
 			if got := withChecksum.Load() > 0; got != tc.want {
 				t.Fatalf("PUTs with checksums: %d, want any=%v", withChecksum.Load(), tc.want)
 			}
-			if got := mustGet(t, st, "sum/x.tar.zst"); !bytes.Equal(got, data) {
+			if got := uploadtest.Get(t, st, "sum/x.tar.zst"); !bytes.Equal(got, data) {
 				t.Fatal("object differs")
 			}
 		})

@@ -86,7 +86,9 @@ func put(t *testing.T, s upload.Store, key string, data []byte) {
 	}
 }
 
-func get(t *testing.T, s upload.Store, key string) []byte {
+// Get reads key whole and fails t unless the size and key the store
+// reported match what was read.
+func Get(t testing.TB, s upload.Store, key string) []byte {
 	t.Helper()
 	rc, obj, err := s.Get(t.Context(), key)
 	if err != nil {
@@ -146,7 +148,7 @@ func testRoundTrip(t *testing.T, h Harness) {
 		key := fmt.Sprintf("%sobj-%d.tar.zst", p, i)
 		want := Payload(n, uint64(i))
 		put(t, s, key, want)
-		if got := get(t, s, key); !bytes.Equal(got, want) {
+		if got := Get(t, s, key); !bytes.Equal(got, want) {
 			t.Errorf("%s: read back %d bytes that differ from the %d stored", key, len(got), n)
 		}
 	}
@@ -180,7 +182,7 @@ func testNeverOverwrites(t *testing.T, h Harness) {
 	if !errors.Is(err, upload.ErrExists) {
 		t.Fatalf("second Put: err = %v, want ErrExists", err)
 	}
-	if got := get(t, s, key); !bytes.Equal(got, first) {
+	if got := Get(t, s, key); !bytes.Equal(got, first) {
 		t.Fatalf("existing object changed by a refused Put")
 	}
 }
