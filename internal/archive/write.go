@@ -32,6 +32,8 @@ type WriteOptions struct {
 	// header and its content, as live captures and rotations do.
 	beforeOpen  func(rel string)
 	afterHeader func(rel string)
+	// noReadAhead turns the read-ahead off, to measure what it buys.
+	noReadAhead bool
 }
 
 // lostFound is the directory mkfs.ext4 puts at the root of a volume. It
@@ -127,6 +129,10 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		before:   opts.beforeOpen,
 		after:    opts.afterHeader,
 	}
+	if !opts.noReadAhead {
+		aw.ra = startReadAhead(ctx, dir, hintFile)
+		defer aw.ra.stop()
+	}
 	err = walk(ctx, dir, log, aw.add)
 	if err == nil {
 		err = aw.tw.Close()
@@ -150,6 +156,7 @@ type archiver struct {
 	st       Stats
 	before   func(rel string)
 	after    func(rel string)
+	ra       *readAhead // nil when off
 }
 
 func (a *archiver) add(path, rel string, d fs.DirEntry) error {
@@ -175,7 +182,11 @@ func (a *archiver) add(path, rel string, d fs.DirEntry) error {
 		a.st.Symlinks++
 		return a.writeHeader(h)
 	case t.IsRegular():
-		return a.addFile(path, rel)
+		err := a.addFile(path, rel)
+		if a.ra != nil {
+			a.ra.fileDone()
+		}
+		return err
 	default:
 		a.skip(rel, t)
 		return nil
