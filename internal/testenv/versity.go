@@ -328,7 +328,12 @@ func freePort(t testing.TB) int {
 
 // ClosedPort returns a base URL on 127.0.0.1 where nothing listens.
 func ClosedPort(t testing.TB) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	return "http://" + ClosedAddr(t)
+}
+
+// ClosedAddr returns a 127.0.0.1 host:port where nothing listens.
+func ClosedAddr(t testing.TB) string {
+	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
 }
 
 // XattrSupported tells whether versitygw's posix backend can keep its

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -480,21 +479,10 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 	})
 }
 
-// closedPort returns a 127.0.0.1 address nothing listens on.
-func closedPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func deadEndpoint(t *testing.T, az *testenv.Azurite) {
 	key := testenv.AzuriteKey
 	t.Run("closed port", func(t *testing.T) {
-		s := newTestStore(t, azureConfig("http://"+closedPort(t)+"/"+testenv.AzuriteAccount, testContainer, key), 1<<20, 2)
+		s := newTestStore(t, azureConfig("http://"+testenv.ClosedAddr(t)+"/"+testenv.AzuriteAccount, testContainer, key), 1<<20, 2)
 		assertAllTransfer(t, s)
 	})
 	t.Run("hanging server", func(t *testing.T) {

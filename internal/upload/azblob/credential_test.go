@@ -182,13 +182,13 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 		name string
 		imds func(t *testing.T) string // where the IMDS probe goes
 	}{
-		{"IMDS refuses", closedPort},
+		{"IMDS refuses", func(t *testing.T) string { return testenv.ClosedAddr(t) }},
 		{"IMDS black-holed", hangingListener},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			scrubAzureEnv(t)
 			client := loopbackClient(t, nil, map[string]string{imdsAddr: tc.imds(t)})
-			cfg := config.Azure{Account: "acct", Container: "snaps", Endpoint: "https://" + closedPort(t) + "/acct"}
+			cfg := config.Azure{Account: "acct", Container: "snaps", Endpoint: "https://" + testenv.ClosedAddr(t) + "/acct"}
 			s, err := newStore(t.Context(), cfg, Options{Logger: testLogger(t)}, client)
 			if err != nil {
 				t.Fatal(err)
@@ -221,7 +221,7 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 func TestCancelledWhileGettingToken(t *testing.T) {
 	scrubAzureEnv(t)
 	client := loopbackClient(t, nil, map[string]string{imdsAddr: hangingListener(t)})
-	cfg := config.Azure{Account: "acct", Container: "snaps", Endpoint: "https://" + closedPort(t) + "/acct"}
+	cfg := config.Azure{Account: "acct", Container: "snaps", Endpoint: "https://" + testenv.ClosedAddr(t) + "/acct"}
 	s, err := newStore(t.Context(), cfg, Options{Logger: testLogger(t)}, client)
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +360,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	// MSAL validates an authority it does not know through the public
 	// cloud's instance discovery: route that name to the fake too.
 	entraAddr := strings.TrimPrefix(entra.base(), "https://")
-	client := loopbackClient(t, roots, map[string]string{"login.microsoftonline.com:443": entraAddr, imdsAddr: closedPort(t)})
+	client := loopbackClient(t, roots, map[string]string{"login.microsoftonline.com:443": entraAddr, imdsAddr: testenv.ClosedAddr(t)})
 
 	newWI := func(t *testing.T) *Store {
 		s, err := newStore(t.Context(), config.Azure{Account: az.Account(), Container: testContainer, Endpoint: az.Endpoint()}, Options{PartSize: 1 << 20, Concurrency: 2, Logger: testLogger(t)}, client)
