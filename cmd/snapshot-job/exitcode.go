@@ -9,6 +9,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
 // Exit codes of the contract.
@@ -22,6 +23,7 @@ const (
 	exitPrune     = 6
 	exitIntegrity = 7
 	exitNothing   = 8
+	exitBusy      = 9
 )
 
 // classify maps an error to its exit code and a hint on what to do. It is
@@ -48,6 +50,8 @@ func classify(ctx context.Context, err error) (int, string) {
 		return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX, SNAPSHOT_NAME and SNAPSHOT_RESTORE_KEY, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
 	case errors.Is(err, job.ErrNotEmpty):
 		return exitNothing, "the restore directory holds data: set SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip to leave it, or overwrite to replace entries of the same name"
+	case errors.Is(err, volume.ErrBusy):
+		return exitBusy, "another run is using the volume; the Job retries (backoffLimit), or run it again once the other run has finished"
 	case errors.Is(err, upload.ErrAccess):
 		return exitAccess, "check the bucket or container name, the region or endpoint, and that the credentials are valid and allowed to use it"
 	case errors.Is(err, archive.ErrSource):

@@ -19,12 +19,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// StagingPrefix starts the name of the directory a restore extracts into
-// before moving entries into place. It lives inside the target so that
-// the final moves are renames on one filesystem, even when the target is
-// a volume's mount point.
-const StagingPrefix = ".snapshot-job-restore-"
-
 // ExtractOptions tune Extract.
 type ExtractOptions struct {
 	// Overwrite lets entries of the archive replace entries of the same

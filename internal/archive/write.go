@@ -36,11 +36,6 @@ type WriteOptions struct {
 	noReadAhead bool
 }
 
-// lostFound is the directory mkfs.ext4 puts at the root of a volume. It
-// holds nothing of the snapshot's, and root owns it with mode 0700, so a
-// non-root job could not read it anyway.
-const lostFound = "lost+found"
-
 // Scan walks dir as Write would and counts what it would store, so that
 // callers know the size before streaming (part sizes, progress ETA).
 func Scan(ctx context.Context, dir string) (Stats, error) {
