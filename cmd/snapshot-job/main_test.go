@@ -100,9 +100,9 @@ func TestUnknownVariableWarns(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
 	e, _ := fileEnv(t, src)
-	r := runJob(t, e.with("SNAPSHOT_RETENTION_KEEP_LAT", "3"))
+	r := runJob(t, e.with("SNAPSHOT_COMPRESION_LEVEL", "best"))
 	expect(t, r, 0)
-	if !strings.Contains(r.stderr, "SNAPSHOT_RETENTION_KEEP_LAT is ignored; did you mean SNAPSHOT_RETENTION_KEEP_LAST?") {
+	if !strings.Contains(r.stderr, "SNAPSHOT_COMPRESION_LEVEL is ignored; did you mean SNAPSHOT_COMPRESSION_LEVEL?") {
 		t.Errorf("no warning:\n%s", r.stderr)
 	}
 }

@@ -21,6 +21,11 @@ import (
 var (
 	// ErrNothingToRestore: no snapshot matches (exit 8).
 	ErrNothingToRestore = errors.New("nothing to restore")
+	// ErrKeyNotFound: the exact SNAPSHOT_RESTORE_KEY names no object. It
+	// wraps ErrNothingToRestore (exit 8) but, unlike "latest" on an empty
+	// prefix, is always a mistake: SNAPSHOT_RESTORE_IF_MISSING=ok does
+	// not apply.
+	ErrKeyNotFound = fmt.Errorf("%w: SNAPSHOT_RESTORE_KEY names no object", ErrNothingToRestore)
 	// ErrNotEmpty: the restore target holds data (exit 8).
 	ErrNotEmpty = errors.New("restore target not empty")
 	// ErrPrune: the backup was stored but pruning failed (exit 6).
@@ -112,6 +117,9 @@ func (r *Runner) open(ctx context.Context) (io.ReadCloser, upload.Object, error)
 	}
 	rc, obj, err := r.Store.Get(ctx, key)
 	if errors.Is(err, upload.ErrNotFound) {
+		if r.Config.Restore.Key != "latest" {
+			return nil, obj, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
+		}
 		return nil, obj, fmt.Errorf("%w: %w", ErrNothingToRestore, err)
 	}
 	return rc, obj, err

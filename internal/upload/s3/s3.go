@@ -135,9 +135,8 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT=%q is not a URL; use e.g. https://minio.example:9000", config.ErrInvalid, cfg.Endpoint)
+		if err := checkEndpoint(cfg.Endpoint); err != nil {
+			return nil, err
 		}
 	}
 	if err := checkCABundle(); err != nil {
@@ -227,7 +226,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		o.UsePathStyle = cfg.ForcePathStyle
 		// o.BaseEndpoint also reflects AWS_ENDPOINT_URL(_S3).
 		if o.BaseEndpoint != nil {
-			s.endpoint = *o.BaseEndpoint
+			s.endpoint = displayURL(*o.BaseEndpoint)
 			// The SDK's 2025 default (a CRC on every request, trailing
 			// checksums with aws-chunked bodies) is rejected or
 			// mis-stored by several S3-compatible stores; send checksums
@@ -242,6 +241,41 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		}
 	})
 	return s, nil
+}
+
+// checkEndpoint refuses an endpoint that is no http(s) URL, or that
+// carries credentials, a query or a fragment. The value is never echoed
+// whole: it may hold credentials. Only its scheme and host are, when
+// they parse.
+func checkEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT%s is not an http or https URL with a host; use e.g. https://minio.example:9000", config.ErrInvalid, schemeHost(u, err))
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT %s://%s must not carry credentials, a query or a fragment: keys go in SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY", config.ErrInvalid, u.Scheme, u.Host)
+	}
+	return nil
+}
+
+// schemeHost is " (scheme://host)" of a URL that parsed far enough to
+// have a host, else "".
+func schemeHost(u *url.URL, err error) string {
+	if err != nil || u == nil || u.Host == "" {
+		return ""
+	}
+	return " (" + u.Scheme + "://" + u.Host + ")"
+}
+
+// displayURL is an endpoint as logs show it: without user information,
+// query or fragment, which the SDK's own AWS_ENDPOINT_URL variables do
+// not forbid.
+func displayURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return "(endpoint not shown: not a URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 // checkCABundle reads AWS_CA_BUNDLE up front: the SDK reports a missing
