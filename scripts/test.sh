@@ -27,10 +27,12 @@ stage() {
 stage_done() { echo "<== $1 done in $((SECONDS - stage_start))s"; }
 
 # check records one named check: its command's output is shown only when
-# it fails.
+# it fails. go vet on a cold cache compiles for a minute or more, so the
+# check is named before it starts.
 check() {
 	local name=$1 out
 	shift
+	echo "...  $name"
 	if out=$("$@" 2>&1); then
 		"$testsum" -record "$results" -result pass -kind check -name "$name"
 		echo "ok   $name"
