@@ -76,16 +76,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
+	cfg, sizeKnown, err := planMemory(cfg, verb, log)
+	if err != nil {
+		return finish(log, cfg.TerminationLog, res, err, ctx, start)
+	}
 	store, err := newStore(ctx, cfg, log, v)
 	if err != nil {
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
-	// Restores and verifies need the same working set as an upload of
-	// the configured part size; a backup refines it once the source is
-	// scanned.
-	setMemoryLimit(cfg, 0, log)
-	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v,
-		SizeKnown: func(hint int64) { setMemoryLimit(cfg, hint, log) }}
+	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, SizeKnown: sizeKnown}
 	switch verb {
 	case "backup":
 		res, err = r.Backup(ctx)

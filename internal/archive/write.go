@@ -333,6 +333,16 @@ func tarMode(m fs.FileMode) int64 {
 	return mode
 }
 
+// FrameSize is the size of the zstd frames Write makes at level (a key of
+// Levels): the compressor holds (workers + 2) × 2 of them.
+func FrameSize(level string) int64 {
+	l, err := encoderLevel(level)
+	if err != nil {
+		l = zstd.SpeedBestCompression // the largest
+	}
+	return int64(frameSize(l))
+}
+
 // frameSize is the size of the independent zstd frames: 4 MiB keeps the
 // fast levels' ratio (their window is 4 MiB anyway); the slower levels
 // look further back and get 8 MiB.

@@ -33,12 +33,17 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	if scan.Entries() == 0 {
 		r.Log.Warn("the snapshot directory is empty; storing an empty snapshot", "dir", c.SourceDir)
 	}
-	if err := r.Store.Check(ctx); err != nil {
-		return res, err
-	}
+	// A plan that cannot fit is a configuration error, found without
+	// the network.
 	hint := sizeHint(scan)
+	var plan Plan
 	if r.SizeKnown != nil {
-		r.SizeKnown(hint)
+		if plan, err = r.SizeKnown(hint); err != nil {
+			return res, err
+		}
+	}
+	if err := r.Store.Check(ctx, upload.Write); err != nil {
+		return res, err
 	}
 	res.Key = snapname.Key(c.Prefix, c.Name, start)
 	r.Log.Info("backup started", "key", res.Key, "store", r.Store.String(), "source", c.SourceDir,
@@ -51,16 +56,19 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	go func() {
 		var err error
 		st, err = archive.Write(ctx, pw, c.SourceDir, archive.WriteOptions{
-			Level:    c.CompressionLevel,
-			Logger:   r.Log,
-			Progress: &read,
+			Level:       c.CompressionLevel,
+			Concurrency: plan.Workers,
+			Logger:      r.Log,
+			Progress:    &read,
 		})
 		pw.CloseWithError(err)
 		archived <- err
 	}()
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes, &read, &stored)
 	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, upload.PutOptions{
-		SizeHint: hint,
+		SizeHint:    hint,
+		Concurrency: plan.PartsInFlight,
+		PartSize:    plan.PartSize,
 		Metadata: map[string]string{
 			"source-bytes": strconv.FormatInt(scan.Bytes, 10),
 			"files":        strconv.FormatInt(scan.Files, 10),

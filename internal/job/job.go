@@ -43,9 +43,19 @@ type Runner struct {
 	// anchors retention.
 	Now func() time.Time
 	// SizeKnown, if set, is told the upper estimate of the bytes a backup
-	// will store, once the source has been scanned and before the upload
-	// starts (the command sizes the memory limit from it).
-	SizeKnown func(sizeHint int64)
+	// will store, once the source has been scanned and before anything is
+	// stored. It returns the memory plan for that size; an error (the plan
+	// does not fit) fails the backup.
+	SizeKnown func(sizeHint int64) (Plan, error)
+}
+
+// Plan is what a backup may hold in memory, as the command planned it
+// within the memory limit. Zero fields keep the store's and the
+// archive's defaults.
+type Plan struct {
+	PartsInFlight int   // upload.PutOptions.Concurrency
+	PartSize      int64 // upload.PutOptions.PartSize
+	Workers       int   // archive.WriteOptions.Concurrency
 }
 
 // Result is what a verb did, for the summary log line and the

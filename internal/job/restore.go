@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
 // Restore extracts a snapshot into the restore directory.
@@ -15,7 +16,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "restore"}
 	c := r.Config
-	if err := r.Store.Check(ctx); err != nil {
+	if err := r.Store.Check(ctx, upload.Read); err != nil {
 		return res, err
 	}
 	dir := c.Restore.Dir
@@ -73,7 +74,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 func (r *Runner) Verify(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "verify"}
-	if err := r.Store.Check(ctx); err != nil {
+	if err := r.Store.Check(ctx, upload.Read); err != nil {
 		return res, err
 	}
 	rc, obj, err := r.open(ctx)

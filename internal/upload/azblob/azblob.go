@@ -40,11 +40,13 @@ const (
 
 // Options tune a Store.
 type Options struct {
-	// PartSize is the block size (SNAPSHOT_PART_SIZE); Put raises it with
-	// BlockSizeFor. It is also the range size of downloads.
+	// PartSize is the block size (SNAPSHOT_PART_SIZE); Put raises it for
+	// the size hint (upload.PartSize with Limits). It is also the range
+	// size of downloads.
 	PartSize int64
-	// Concurrency is the number of blocks in flight during Put and of
-	// ranges in flight during Get (SNAPSHOT_UPLOAD_CONCURRENCY).
+	// Concurrency is the number of blocks in flight during Put (unless
+	// PutOptions.Concurrency says) and of ranges in flight during Get
+	// (SNAPSHOT_UPLOAD_CONCURRENCY).
 	Concurrency int
 	// Logger receives the credential method and cleanup warnings.
 	Logger *slog.Logger
@@ -291,8 +293,9 @@ func (s *Store) String() string {
 }
 
 // Check reads the container's properties: it proves the container exists
-// and the credentials are accepted before any work starts.
-func (s *Store) Check(ctx context.Context) error {
+// and the credentials are accepted before any work starts, for either
+// access (no request proves write permission without writing).
+func (s *Store) Check(ctx context.Context, _ upload.Access) error {
 	_, err := s.client.GetProperties(s.withRetry(ctx, s.tm.checkTry, s.tm.checkRetries), nil)
 	if err != nil {
 		return s.fail(ctx, "checking access to", "", err)

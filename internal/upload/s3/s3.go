@@ -55,8 +55,10 @@ const (
 	cleanupBudget = 20 * time.Second
 
 	// MaxParts is S3's limit on the parts of one multipart upload, and
-	// maxPartSize its limit on one part.
+	// minPartSize and maxPartSize its limits on one part (all but the
+	// last).
 	MaxParts    = 10000
+	minPartSize = 5 << 20
 	maxPartSize = 5 << 30
 
 	// tokenKey is the metadata key of a random token each Put stores with
@@ -68,10 +70,12 @@ const (
 
 // Options tune a Store. Zero values pick the defaults above.
 type Options struct {
-	// PartSize is SNAPSHOT_PART_SIZE. Put raises it with PartSizeFor.
+	// PartSize is SNAPSHOT_PART_SIZE. Put raises it for the size hint
+	// (upload.PartSize with Limits).
 	PartSize int64
 	// Concurrency is SNAPSHOT_UPLOAD_CONCURRENCY: parts in flight during
-	// an upload and ranges in flight during a download.
+	// an upload (unless PutOptions.Concurrency says) and ranges in flight
+	// during a download.
 	Concurrency int
 	Logger      *slog.Logger
 	// Version is the tool version, stored in object metadata.
@@ -116,7 +120,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 	if opts.PartSize == 0 {
 		opts.PartSize = DefaultPartSize
 	}
-	if opts.PartSize < 5<<20 || opts.PartSize > maxPartSize {
+	if opts.PartSize < minPartSize || opts.PartSize > maxPartSize {
 		return nil, fmt.Errorf("%w: part size %d is outside S3's 5 MiB to 5 GiB", config.ErrInvalid, opts.PartSize)
 	}
 	if opts.Concurrency == 0 {
@@ -309,8 +313,9 @@ func (s *Store) String() string {
 	return fmt.Sprintf("s3://%s (%s)", s.bucket, s.region)
 }
 
-// Check resolves the credentials and sends HeadBucket.
-func (s *Store) Check(ctx context.Context) error {
+// Check resolves the credentials and sends HeadBucket, for either access:
+// S3 has no request that proves write permission without writing.
+func (s *Store) Check(ctx context.Context, _ upload.Access) error {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
 		return s.checkError(ctx, err)
