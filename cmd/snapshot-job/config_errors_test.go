@@ -71,20 +71,20 @@ func TestLongNamesAreConfigErrors(t *testing.T) {
 	writeBig(t, filepath.Join(src, "capture.pcap"), 4<<20)
 	e, store := fileEnv(t, src)
 	r := runJob(t, e.with("SNAPSHOT_NAME", strings.Repeat("a", 300)))
-	expect(t, r, 2, "SNAPSHOT_NAME", "300 characters", "at most 226")
+	expect(t, r, 2, "SNAPSHOT_NAME", "300 characters", "at most 200")
 	noWorkDone(t, r, store)
 	if strings.Contains(r.stderr, strings.Repeat("a", 100)) {
 		t.Errorf("the 300-character name is echoed whole:\n%s", r.stderr)
 	}
 
 	// The longest accepted name makes the longest accepted object name.
-	name := strings.Repeat("a", 226)
+	name := strings.Repeat("a", 200)
 	expect(t, runJob(t, e.with("SNAPSHOT_NAME", name, "SNAPSHOT_CLOUD_PREFIX", "")), 0)
 	f := storeFiles(t, store)
-	if len(f) != 1 || len(f[0]) != 226+len("-20261126T031500Z.tar.zst") {
+	if len(f) != 1 || len(f[0]) != 200+len("-20261126T031500Z.tar.zst") {
 		t.Errorf("store holds %q", f)
 	}
-	expect(t, runJob(t, e.with("SNAPSHOT_NAME", name+"a")), 2, "SNAPSHOT_NAME", "227 characters")
+	expect(t, runJob(t, e.with("SNAPSHOT_NAME", name+"a")), 2, "SNAPSHOT_NAME", "201 characters")
 }
 
 func TestRestoreKeyIsChecked(t *testing.T) {

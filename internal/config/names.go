@@ -21,9 +21,14 @@ const (
 	// filesystems (ext4, XFS, NFS exports of them) stop at 255 bytes.
 	MaxSegmentBytes = 255
 	// MaxNameBytes is the longest SNAPSHOT_NAME: it keeps the longest
-	// object name the job writes within one segment.
-	MaxNameBytes = MaxSegmentBytes - keySuffixBytes
+	// object name the job writes within one segment, even while the file
+	// store writes it under its temporary name.
+	MaxNameBytes = MaxSegmentBytes - keySuffixBytes - partialBytes
 )
+
+// partialBytes is what the file store adds to an object's name while it
+// writes it: ".partial-<name>-<16 hex digits>".
+const partialBytes = len(".partial-") + len("-") + 16
 
 // encryptedExt is what an encrypted snapshot adds to snapname.Ext. The
 // bounds count it now so that turning encryption on never makes a valid
@@ -94,7 +99,7 @@ func checkName(name string) string {
 		return fmt.Sprintf("%s is not accepted; use lower-case letters, digits and '-', starting with a letter or digit", quoted(name))
 	}
 	if len(name) > MaxNameBytes {
-		return fmt.Sprintf("is %d characters; use at most %d, so that the object name <name>-YYYYMMDDTHHMMSSZ%s%s fits in %d bytes (the longest file name of common filesystems)",
+		return fmt.Sprintf("is %d characters; use at most %d, so that the object name <name>-YYYYMMDDTHHMMSSZ%s%s fits in %d bytes (the longest file name of common filesystems) with the file store's temporary name around it",
 			len(name), MaxNameBytes, snapname.Ext, encryptedExt, MaxSegmentBytes)
 	}
 	return ""
