@@ -58,6 +58,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
+	if cfg.ProviderDetected {
+		log.Info("storage provider detected from the settings present (SNAPSHOT_CLOUD_PROVIDER is unset)", "provider", cfg.Provider)
+	}
 	if verb == "" {
 		verb = cfg.Mode
 	}

@@ -72,6 +72,28 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// Upstream ConfigMaps carry a bucket or an account but no provider key:
+// the one provider whose settings are present is used, and logged.
+func TestProviderDetected(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
+	e, store := fileEnv(t, src)
+	r := runJob(t, e.with("SNAPSHOT_CLOUD_PROVIDER", ""))
+	expect(t, r, 0)
+	found := false
+	for _, l := range r.lines {
+		if l["msg"] == "storage provider detected from the settings present (SNAPSHOT_CLOUD_PROVIDER is unset)" && l["provider"] == "file" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no log line names the detected provider:\n%s", r.stderr)
+	}
+	if n := len(storeFiles(t, store)); n != 1 {
+		t.Errorf("store holds %d files, want the snapshot", n)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	src := t.TempDir()
 	good, _ := fileEnv(t, src)
@@ -81,7 +103,8 @@ func TestConfigErrors(t *testing.T) {
 		args  []string
 		words []string
 	}{
-		{"no provider", good.with("SNAPSHOT_CLOUD_PROVIDER", ""), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "is required", "s3, azblob, file"}},
+		{"no provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_FILE_DIR", ""), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "is required", "s3, azblob, file"}},
+		{"two providers' settings", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_AWS_BUCKET", "snaps"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "exactly one of"}},
 		{"unknown provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "gcs"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", `"gcs"`}},
 		{"bad size", good.with("SNAPSHOT_PART_SIZE", "huge"), nil, []string{"SNAPSHOT_PART_SIZE", "16MiB"}},
 		{"bad duration", good.with("SNAPSHOT_RETENTION_MAX_AGE", "one month"), nil, []string{"SNAPSHOT_RETENTION_MAX_AGE", "30d"}},

@@ -25,7 +25,10 @@ var ErrInvalid = errors.New("invalid configuration")
 type Config struct {
 	// AllowUnknown comes first: envconfig stops at the first value it
 	// cannot parse, and the unknown-variable check needs this one.
-	AllowUnknown      bool     `envconfig:"ALLOW_UNKNOWN"`
+	AllowUnknown bool `envconfig:"ALLOW_UNKNOWN"`
+	// ProviderDetected: SNAPSHOT_CLOUD_PROVIDER was unset and Provider was
+	// chosen from the one provider whose settings are present.
+	ProviderDetected  bool     `ignored:"true"`
 	Provider          string   `envconfig:"CLOUD_PROVIDER"`
 	Prefix            string   `envconfig:"CLOUD_PREFIX"`
 	SourceDir         string   `envconfig:"SOURCE_DIR" default:"/snapshots"`
@@ -135,10 +138,31 @@ func Load() (Config, []string, error) {
 		return c, warnings, errors.Join(err, invalid(problems))
 	}
 	c.Prefix = NormalizePrefix(c.Prefix)
+	c.detectProvider()
 	if c.Restore.Dir == "" {
 		c.Restore.Dir = c.SourceDir
 	}
 	return c, warnings, invalid(append(problems, c.problems()...))
+}
+
+// detectProvider picks the provider when SNAPSHOT_CLOUD_PROVIDER is unset
+// and exactly one provider's required setting is: upstream Kubeshark's
+// ConfigMaps carry the bucket or account but no provider key.
+func (c *Config) detectProvider() {
+	if c.Provider != "" {
+		return
+	}
+	var found []string
+	for _, p := range []struct{ name, value string }{
+		{"s3", c.S3.Bucket}, {"azblob", c.Azure.Account}, {"file", c.File.Dir},
+	} {
+		if p.value != "" {
+			found = append(found, p.name)
+		}
+	}
+	if len(found) == 1 {
+		c.Provider, c.ProviderDetected = found[0], true
+	}
 }
 
 func invalid(problems []string) error {
@@ -213,7 +237,7 @@ func (c Config) problems() []string {
 		}
 	}
 	if c.Provider == "" {
-		bad("CLOUD_PROVIDER", "is required; use one of %s", quoteList(Providers))
+		bad("CLOUD_PROVIDER", "is required unless exactly one of SNAPSHOT_AWS_BUCKET, SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_FILE_DIR is set; use one of %s", quoteList(Providers))
 	} else {
 		oneOf("CLOUD_PROVIDER", c.Provider, Providers)
 	}

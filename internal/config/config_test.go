@@ -170,3 +170,27 @@ func TestContractVariablesAreKnown(t *testing.T) {
 		}
 	}
 }
+
+func TestProviderDetection(t *testing.T) {
+	for _, tc := range []struct {
+		env      []string
+		provider string
+		detected bool
+	}{
+		{[]string{"SNAPSHOT_AWS_BUCKET", "snaps"}, "s3", true},
+		{[]string{"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "acct", "SNAPSHOT_AZBLOB_CONTAINER", "snaps"}, "azblob", true},
+		{[]string{"SNAPSHOT_FILE_DIR", "/store"}, "file", true},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_AWS_BUCKET", "snaps"}, "file", false},
+		{[]string{"SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_AWS_BUCKET", "snaps"}, "", false},
+		{nil, "", false},
+	} {
+		setenv(t, tc.env...)
+		c, _, err := Load()
+		if c.Provider != tc.provider || c.ProviderDetected != tc.detected {
+			t.Errorf("%q: provider %q (detected %v), want %q (%v)", tc.env, c.Provider, c.ProviderDetected, tc.provider, tc.detected)
+		}
+		if (tc.provider == "") != errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: err = %v", tc.env, err)
+		}
+	}
+}
