@@ -178,9 +178,9 @@ func LongNames(t testing.TB, n, nameLen, compLen int) []byte {
 	return s.bytes()
 }
 
-// DeepFiles is n files of a few bytes at the bottom of one chain of depth
-// directories, each name component compLen bytes long, as tar -c writes
-// it (every directory an entry of its own).
+// DeepFiles is n files of a few bytes and a symlink at the bottom of one
+// chain of depth directories, each name component compLen bytes long, as
+// tar -c writes it (every directory an entry of its own).
 func DeepFiles(t testing.TB, n, depth, compLen int) []byte {
 	t.Helper()
 	s := newTarStream(t)
@@ -191,6 +191,7 @@ func DeepFiles(t testing.TB, n, depth, compLen int) []byte {
 	for i := range n {
 		s.add(tar.Header{Typeflag: tar.TypeReg, Name: dir + "f" + strconv.Itoa(i), Size: 4}, "data")
 	}
+	s.add(tar.Header{Typeflag: tar.TypeSymlink, Name: dir + "link", Linkname: "f0", Mode: 0o777}, "")
 	return s.bytes()
 }
 
