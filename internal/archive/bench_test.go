@@ -120,7 +120,7 @@ func BenchmarkExtract(b *testing.B) {
 	b.SetBytes(int64(len(tarData)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Extract(b.Context(), bytes.NewReader(zst), b.TempDir(), ExtractOptions{noSync: true}); err != nil {
+		if _, err := Extract(b.Context(), bytes.NewReader(zst), b.TempDir(), ExtractOptions{noSync: true, Token: "bench"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,8 +2,10 @@ package job
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +22,11 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	dir := c.Restore.Dir
+	// Before the emptiness check: rolling back an interrupted commit puts
+	// the target's earlier entries back.
+	if err := archive.Recover(dir, r.Log); err != nil {
+		return res, fmt.Errorf("restore directory %s: %w", dir, err)
+	}
 	empty, err := archive.Empty(dir)
 	if err != nil {
 		return res, fmt.Errorf("restore directory %s: %w", dir, err)
@@ -53,6 +60,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	st, err := archive.Extract(ctx, counter{rc, &read}, dir, archive.ExtractOptions{
 		Overwrite: c.Restore.IfNotEmpty == "overwrite",
 		Logger:    r.Log,
+		Token:     strings.ToLower(rand.Text()),
 	})
 	prog.done()
 	if err != nil {
