@@ -192,6 +192,9 @@ func TestVolumeSharedBetweenRuns(t *testing.T) {
 		victim := startJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", vol,
 			"SNAPSHOT_UPLOAD_CONCURRENCY", "1"), "restore")
 		victim.waitFor(t, "restore started")
+		for deadline := time.Now().Add(30 * time.Second); len(reservedIn(t, vol)) < 2 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // until its staging directory exists
+		}
 		if code := victim.signal(t, syscall.SIGKILL); code != -1 {
 			t.Fatalf("SIGKILL: exit %d", code)
 		}

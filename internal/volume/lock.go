@@ -432,3 +432,17 @@ func targetErr(dir string, err error) error {
 	}
 	return fmt.Errorf("%w: %s: %w", archive.ErrTarget, dir, err)
 }
+
+// Pending reports whether dir's lock shows a restore that is running, or
+// one that was interrupted while moving entries in: then whatever dir
+// holds now says nothing about what it will hold, and a restore must take
+// the lock (and roll the interrupted commit back) before it judges the
+// target. It only reads.
+func Pending(dir string) (bool, error) {
+	j := judge{me: whoAmI(), now: time.Now, staleAfter: StaleAfter}
+	obs, err := j.inspect(filepath.Join(dir, LockName))
+	if err != nil {
+		return false, targetErr(dir, err)
+	}
+	return obs.status == live || (obs.status == abandoned && obs.rec.Phase == Committing), nil
+}

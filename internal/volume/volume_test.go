@@ -320,3 +320,22 @@ func TestRecordIsFixedSize(t *testing.T) {
 }
 
 func t0() context.Context { return context.Background() }
+
+func TestPending(t *testing.T) {
+	dir := t.TempDir()
+	check := func(want bool) {
+		t.Helper()
+		if got, err := Pending(dir); err != nil || got != want {
+			t.Fatalf("Pending = %v, %v; want %v", got, err, want)
+		}
+	}
+	check(false)
+	l := mustAcquire(t, dir)
+	check(true)
+	l.Release()
+	check(false)
+	kill(t, holder(t, dir, ""))
+	check(false) // interrupted before it moved anything
+	kill(t, holder(t, dir, Committing))
+	check(true)
+}
