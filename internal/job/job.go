@@ -41,6 +41,10 @@ type Runner struct {
 	// will store, once the source has been scanned and before the upload
 	// starts (the command sizes the memory limit from it).
 	SizeKnown func(sizeHint int64)
+	// Exclude lists directories a backup leaves out of the snapshot
+	// (archive.WriteOptions.Exclude): the file store's own, when it lies
+	// inside the source.
+	Exclude []string
 }
 
 // Result is what a verb did, for the summary log line and the
