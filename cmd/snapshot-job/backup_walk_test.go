@@ -437,3 +437,37 @@ func drainInotify(t *testing.T, fd int) []inotifyEvent {
 		}
 	}
 }
+
+// A directory the pod's user cannot read fails the backup naming it.
+func TestUnreadableSourceDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the job as another user")
+	}
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "readable.pcap"), []byte("ok"), 0o644)
+	os.Mkdir(filepath.Join(src, "node-private"), 0o700) // root's
+	os.WriteFile(filepath.Join(src, "node-private", "x.pcap"), []byte("x"), 0o644)
+	e, store := fileEnv(t, src)
+	reachable(t, src, false)
+	reachable(t, store, true)
+	reachable(t, filepath.Dir(e["SNAPSHOT_TERMINATION_LOG"]), true)
+	expect(t, runJobAs(t, e), 4, "node-private", "permission denied")
+	if f := storeFiles(t, store); len(f) != 0 {
+		t.Errorf("store holds %q", f)
+	}
+}
+
+// The walk holds a directory open per level: a tree deeper than the
+// open-file limit allows fails with exit 4 and says which limit to raise.
+func TestBackupDeeperThanOpenFileLimit(t *testing.T) {
+	src := t.TempDir()
+	testenv.MakeDeepTree(t, src, 100*13, 12) // 100 levels
+	e, store := fileEnv(t, src)
+	cmd := exec.Command("sh", "-c", `ulimit -n 40 && exec "$0" backup`, binary)
+	cmd.Env = e.list(t)
+	r := runCmd(t, cmd)
+	expect(t, r, 4, "too many open files", "RLIMIT_NOFILE", "level-00000-")
+	if f := storeFiles(t, store); len(f) != 0 {
+		t.Errorf("store holds %q", f)
+	}
+}

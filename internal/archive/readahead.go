@@ -14,12 +14,15 @@ import (
 // regular file it queues is hinted to the kernel (POSIX_FADV_WILLNEED on
 // its first bytes), which keeps several reads in flight without changing
 // the archive's order. Measured on the dev machine's virtio disk, cold
-// cache, into a store on tmpfs (medians of 3): 50,000 JSON files of
-// 2–14 KiB 5.56 s without read-ahead, 4.33 s with a second walk
-// following the archiver (1.9 s warm); the 1 GiB pcap-like bench dataset
-// 4.37 s → 3.80 s. The window costs at most readAheadFiles ×
-// readAheadBytes of page cache, which the kernel can reclaim; it is not
-// the job's heap.
+// cache, into a store on tmpfs: 50,000 JSON files of 2–14 KiB took 5.56 s
+// without read-ahead and 4.33 s with one that walked the tree a second
+// time (medians of 3); following the archiver's own walk instead, 5.52 s
+// → 4.52 s, CPU 4.2 → 3.3 s (medians of 12 alternating runs on a loaded
+// machine, `gendata -events DIR 50000`). The 1 GiB pcap-like bench
+// dataset is bound by compression: 4.37 s without read-ahead, 3.80 s
+// with, no difference between the two read-aheads. The window costs at
+// most readAheadFiles × readAheadBytes of page cache, which the kernel
+// can reclaim; it is not the job's heap.
 const (
 	readAheadFiles   = 64      // regular files queued ahead of the one being archived
 	readAheadBytes   = 1 << 20 // hinted of each; the kernel's own read-ahead takes large files from there

@@ -118,7 +118,11 @@ func openRoot(dir string, exclude []string) (*dirHandle, *exclusions, error) {
 	ex := newExclusions(exclude)
 	if p, ok := ex.match(&st); ok {
 		unix.Close(fd)
-		return nil, nil, fmt.Errorf("%w: %s is itself excluded from the snapshot (it is %s); a snapshot cannot hold the directory it is stored in: keep the store in a separate directory", ErrSource, dir, p)
+		same := ""
+		if p != dir {
+			same = " (as " + p + ")"
+		}
+		return nil, nil, fmt.Errorf("%w: %s is excluded from the snapshot%s: a snapshot cannot be kept in the directory it archives; give the store a directory of its own (a subdirectory of the source is fine)", ErrSource, dir, same)
 	}
 	return newDirHandle(fd), ex, nil
 }
