@@ -14,6 +14,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -87,7 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
-	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, SizeKnown: sizeKnown}
+	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, SizeKnown: sizeKnown,
+		Exclude: storeDirs(cfg)}
 	switch verb {
 	case "backup":
 		res, err = r.Backup(ctx)
@@ -101,6 +103,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		res, err = r.Verify(ctx)
 	}
 	return finish(log, cfg.TerminationLog, res, err, ctx, start)
+}
+
+// storeDirs are the directories a file store writes into: its root and
+// the directory of this job's objects (created on the first upload). A
+// backup leaves them out when they lie inside the source, or each
+// snapshot would hold its own half-written file and all earlier ones.
+func storeDirs(cfg config.Config) []string {
+	if cfg.Provider != "file" || cfg.File.Dir == "" {
+		return nil
+	}
+	objects := filepath.Dir(filepath.Join(cfg.File.Dir, filepath.FromSlash(cfg.Prefix+"x")))
+	return []string{cfg.File.Dir, objects}
 }
 
 func parseArgs(args []string) (verb string, asJSON bool, err error) {

@@ -56,6 +56,7 @@ type Stats struct {
 	Symlinks  int64
 	HardLinks int64
 	Skipped   int64 // sockets, FIFOs, devices, vanished files
+	Excluded  int64 // left out on purpose: excluded directories, reserved names
 	Changed   int64 // files whose size changed while they were read
 	Bytes     int64 // content bytes of regular files
 }

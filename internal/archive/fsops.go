@@ -33,9 +33,10 @@ func openDir(dirfd int, name string) (int, error) {
 	return fd, err
 }
 
-// dirID identifies a directory, to check that ".." leads where we came
-// from.
-type dirID struct{ dev, ino uint64 }
+// fileID identifies a file or directory: hard links are stored once by
+// it, excluded directories are matched by it, and a walk checks with it
+// that ".." leads where it came from.
+type fileID struct{ dev, ino uint64 }
 
 func statFD(fd int) (unix.Stat_t, error) {
 	var st unix.Stat_t
@@ -43,7 +44,7 @@ func statFD(fd int) (unix.Stat_t, error) {
 	return st, err
 }
 
-func idOf(st *unix.Stat_t) dirID { return dirID{st.Dev, st.Ino} }
+func idOf(st *unix.Stat_t) fileID { return fileID{st.Dev, st.Ino} }
 
 // stamp is a file's access and modification time.
 type stamp [2]unix.Timespec
@@ -123,7 +124,7 @@ var errMoved = errors.New("a directory was moved or replaced while the restore w
 // opens ".." and checks that it is the directory we came from.
 type cursor struct {
 	root   int // the tree's top; not closed by the cursor
-	rootID dirID
+	rootID fileID
 	fd     int    // the current directory; root at the top
 	path   []byte // the current directory relative to root, "" at the top
 	levels []level
@@ -131,9 +132,9 @@ type cursor struct {
 }
 
 type level struct {
-	end int   // len(path) with this component
-	id  dirID // of this directory
-	off int64 // listing position, for walks
+	end int    // len(path) with this component
+	id  fileID // of this directory
+	off int64  // listing position, for walks
 }
 
 func newCursor(root int, create bool) (*cursor, error) {

@@ -26,7 +26,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	c := r.Config
 	// The source is local and cheap to check; a missing volume should not
 	// wait for the network.
-	scan, err := archive.Scan(ctx, c.SourceDir)
+	scan, err := archive.Scan(ctx, c.SourceDir, archive.WriteOptions{Exclude: r.Exclude})
 	if err != nil {
 		return res, fmt.Errorf("snapshot directory %s: %w", c.SourceDir, err)
 	}
@@ -60,6 +60,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 			Concurrency: plan.Workers,
 			Logger:      r.Log,
 			Progress:    &read,
+			Exclude:     r.Exclude,
 		})
 		pw.CloseWithError(err)
 		archived <- err

@@ -47,6 +47,10 @@ type Runner struct {
 	// stored. It returns the memory plan for that size; an error (the plan
 	// does not fit) fails the backup.
 	SizeKnown func(sizeHint int64) (Plan, error)
+	// Exclude lists directories a backup leaves out of the snapshot
+	// (archive.WriteOptions.Exclude): the file store's own, when it lies
+	// inside the source.
+	Exclude []string
 }
 
 // Plan is what a backup may hold in memory, as the command planned it
