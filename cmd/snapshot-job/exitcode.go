@@ -43,9 +43,11 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 	}
 	switch {
 	case errors.Is(err, config.ErrInvalid):
-		return exitConfig, "fix the variable named above (see the README's variable table); retrying will not help"
+		return exitConfig, "fix what the message names (a variable, or the pod's memory limit; the variables are in docs/configuration.md); retrying will not help"
 	case errors.Is(err, job.ErrPrune):
 		return exitPrune, "the new snapshot is stored; check that the job may list and delete objects under the prefix; the next run prunes again"
+	case errors.Is(err, archive.ErrUnverifiable):
+		return exitIntegrity, "the snapshot was not written by snapshot-job (its zstd frames carry no checksums), so verify cannot prove it intact; restore still works and warns; take a new snapshot with snapshot-job backup to get one verify can check"
 	case errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
 		switch verb {
 		case "restore":
@@ -72,7 +74,7 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 		}
 		return exitBusy, "another run is using the volume; the Job retries (backoffLimit), or run it again once the other run has finished"
 	case errors.Is(err, upload.ErrAccess):
-		return exitAccess, "check the bucket or container name, the region or endpoint, and that the credentials are valid and allowed to use it"
+		return exitAccess, "check the bucket, container or store directory, the region or endpoint, and that the credentials (or the job's user) may use it"
 	case errors.Is(err, archive.ErrSource):
 		return exitLocal, "check that SNAPSHOT_SOURCE_DIR is mounted and readable by the job's user (runAsUser/fsGroup)"
 	case errors.Is(err, archive.ErrTarget):

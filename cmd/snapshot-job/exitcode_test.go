@@ -73,6 +73,7 @@ func TestHintsDependOnTheVerb(t *testing.T) {
 		{"restore", archive.ErrCorrupt, []string{"nothing was written", "restore an older one"}, nil, 7},
 		{"verify", archive.ErrCorrupt, []string{"verify the older ones", "take a new backup"}, []string{"nothing was written", "restore an older one"}, 7},
 		{"verify", archive.ErrUnsafe, []string{"verify the older ones"}, []string{"restore an older one"}, 7},
+		{"verify", archive.ErrUnverifiable, []string{"not written by snapshot-job", "no checksums"}, []string{"damaged"}, 7},
 		{"restore", job.ErrNothingToRestore, []string{"SNAPSHOT_RESTORE_IF_MISSING=ok", "SNAPSHOT_CLOUD_PREFIX"}, nil, 8},
 		{"verify", job.ErrNothingToRestore, []string{"no snapshot to verify", "SNAPSHOT_CLOUD_PREFIX"}, []string{"IF_MISSING"}, 8},
 		{"restore", fmt.Errorf("%w: %w", job.ErrKeyNotFound, upload.ErrNotFound), []string{"SNAPSHOT_RESTORE_KEY names no object", "applies only to latest"}, []string{"set SNAPSHOT_RESTORE_IF_MISSING=ok"}, 8},

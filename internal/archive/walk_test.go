@@ -551,3 +551,26 @@ func TestWriteOpenFilesBounded(t *testing.T) {
 		t.Errorf("%d files open at the peak, %d before: want the queued files' parents, at most 148", peak, before)
 	}
 }
+
+// A backup refuses what a restore would refuse, before it writes it.
+func TestBackupStaysWithinRestoreBounds(t *testing.T) {
+	a := &archiver{paths: MaxNames}
+	if err := a.withinBounds(&entry{kind: entFile, rel: "a"}); !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "MaxNames") {
+		t.Fatalf("entry beyond MaxNames: %v", err)
+	}
+	a = &archiver{dirMeta: MaxDirMetadata - dirMetaOverhead - 3}
+	if err := a.withinBounds(&entry{kind: entDir, rel: "abc"}); err != nil {
+		t.Fatalf("directory exactly at MaxDirMetadata: %v", err)
+	}
+	if err := a.withinBounds(&entry{kind: entDir, rel: "d"}); !errors.Is(err, ErrSource) || !strings.Contains(err.Error(), "MaxDirMetadata") {
+		t.Fatalf("directory beyond MaxDirMetadata: %v", err)
+	}
+	a = &archiver{}
+	if err := a.withinBounds(&entry{kind: entSymlink, rel: "l", target: strings.Repeat("x", MaxSymlinkTarget+1)}); !errors.Is(err, ErrSource) {
+		t.Fatalf("long symlink target: %v", err)
+	}
+	a = &archiver{}
+	if err := a.withinBounds(&entry{kind: entReserved, rel: ".snapshot-job-lock"}); err != nil || a.paths != 0 {
+		t.Fatalf("a skipped entry counted: %v, %d", err, a.paths)
+	}
+}

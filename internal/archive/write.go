@@ -167,6 +167,8 @@ type archiver struct {
 	reserved func(rel string)
 	before   func(rel string)
 	after    func(rel string)
+	paths    int   // entries written, against MaxNames
+	dirMeta  int64 // what a restore will keep of the directories, against MaxDirMetadata
 }
 
 // consume archives the pipeline's entries in order, until the walk ends
@@ -191,6 +193,9 @@ func (a *archiver) consume(ctx context.Context, p *pipeline) error {
 }
 
 func (a *archiver) add(e *entry) error {
+	if err := a.withinBounds(e); err != nil {
+		return err
+	}
 	switch e.kind {
 	case entDir:
 		a.st.Dirs++
@@ -216,6 +221,31 @@ func (a *archiver) add(e *entry) error {
 		a.log.Debug("skipped an entry of the job's own", "path", e.rel)
 		if a.reserved != nil {
 			a.reserved(e.rel)
+		}
+	}
+	return nil
+}
+
+// withinBounds refuses, before it is written, an entry that would make
+// the archive one that restore refuses (limits.go): a backup that cannot
+// be restored is worse than one that fails.
+func (a *archiver) withinBounds(e *entry) error {
+	switch e.kind {
+	case entDir, entSymlink, entFile:
+	default:
+		return nil
+	}
+	a.paths++
+	if a.paths > MaxNames {
+		return fmt.Errorf("%w: the source holds more than %d files, directories and links (MaxNames), more than a restore accepts; back up its subdirectories as separate snapshots", ErrSource, MaxNames)
+	}
+	if e.kind == entSymlink && len(e.target) > MaxSymlinkTarget {
+		return fmt.Errorf("%w: symlink %s has a target of %d bytes; a restore accepts at most %d", ErrSource, shortPath(e.rel), len(e.target), MaxSymlinkTarget)
+	}
+	if e.kind == entDir {
+		a.dirMeta += int64(len(e.rel)) + dirMetaOverhead
+		if a.dirMeta > MaxDirMetadata {
+			return fmt.Errorf("%w: the source's directories need more than %d MiB to restore (MaxDirMetadata: their names plus %d bytes each); back up its subdirectories as separate snapshots", ErrSource, MaxDirMetadata>>20, dirMetaOverhead)
 		}
 	}
 	return nil
