@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/zstd"
@@ -295,6 +296,10 @@ func TestBackupSkipsReservedNames(t *testing.T) {
 	} {
 		os.MkdirAll(filepath.Dir(filepath.Join(src, p)), 0o755)
 		os.WriteFile(filepath.Join(src, p), []byte("the job's own"), 0o644)
+		// Stale: lock files of restores long gone (a record that does
+		// not parse is judged by its age).
+		old := time.Now().Add(-time.Hour)
+		os.Chtimes(filepath.Join(src, p), old, old)
 	}
 	e, store := fileEnv(t, src)
 	r := runJob(t, e)
@@ -470,4 +475,16 @@ func TestBackupDeeperThanOpenFileLimit(t *testing.T) {
 	if f := storeFiles(t, store); len(f) != 0 {
 		t.Errorf("store holds %q", f)
 	}
+}
+
+// A tree deeper than PATH_MAX comes back exactly: the backup walks it by
+// directory handles and the restore writes it the same way.
+func TestRoundTripDeeperThanPathMax(t *testing.T) {
+	src := t.TempDir()
+	testenv.MakeDeepTree(t, src, 6000, 120)
+	e, _ := fileEnv(t, src)
+	expect(t, runJob(t, e), 0)
+	dst := filepath.Join(t.TempDir(), "restore")
+	expect(t, runJob(t, e.with("SNAPSHOT_RESTORE_DIR", dst), "restore"), 0)
+	testenv.CompareTrees(t, src, dst, nil)
 }

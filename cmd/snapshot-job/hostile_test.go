@@ -166,14 +166,14 @@ func TestHostileObjectsBounded(t *testing.T) {
 			name: "1000 files 240 directories deep",
 			data: func(t *testing.T) []byte { return testenv.DeepFiles(t, 1000, 240, 50) },
 			check: func(t *testing.T, e env, dst string) {
-				got := testenv.ReadDeepTree(t, dst, nil)
+				got := testenv.ReadDeepTree(t, dst, testenv.IsLock)
 				if len(got) != 1241 {
 					t.Fatalf("%d entries restored, want 1241", len(got))
 				}
 				// Again over it: the commit merges 240 levels deep,
 				// far beyond PATH_MAX.
 				expect(t, runJob(t, e.with("SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_RESTORE_IF_NOT_EMPTY", "overwrite"), "restore"), 0)
-				if d := testenv.SameTree(got, testenv.ReadDeepTree(t, dst, nil)); d != "" {
+				if d := testenv.SameTree(got, testenv.ReadDeepTree(t, dst, testenv.IsLock)); d != "" {
 					t.Fatalf("after restoring over it:\n%s", d)
 				}
 			},

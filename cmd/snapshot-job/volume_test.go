@@ -72,6 +72,18 @@ func reservedIn(t *testing.T, dir string) []string {
 	return out
 }
 
+// waitForStaging returns once a restore into vol has made its staging
+// directory beside its lock.
+func waitForStaging(t *testing.T, vol string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); len(reservedIn(t, vol)) < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no staging directory in %s: %q", vol, reservedIn(t, vol))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestVolumeSharedBetweenRuns(t *testing.T) {
 	fx := &s3Fixture{v: testenv.StartVersity(t)}
 
@@ -130,6 +142,7 @@ func TestVolumeSharedBetweenRuns(t *testing.T) {
 		os.WriteFile(filepath.Join(other, "restored.json"), []byte(`{"x":1}`), 0o644)
 		e, bucket := fx.setup(t, other)
 		old := snapshotsOf(t, fx, e, bucket, 1)
+		time.Sleep(1100 * time.Millisecond) // the next backup gets another name
 
 		vol := t.TempDir()
 		writeBig(t, filepath.Join(vol, "a.pcap"), 24<<20)
@@ -166,6 +179,7 @@ func TestVolumeSharedBetweenRuns(t *testing.T) {
 		first := startJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", vol,
 			"SNAPSHOT_UPLOAD_CONCURRENCY", "1"), "restore")
 		first.waitFor(t, "restore started")
+		waitForStaging(t, vol)
 		staging := reservedIn(t, vol)
 		r := runJob(t, e.with("SNAPSHOT_RESTORE_DIR", vol), "restore")
 		expect(t, r, 9, "another restore holds "+vol)
@@ -192,9 +206,7 @@ func TestVolumeSharedBetweenRuns(t *testing.T) {
 		victim := startJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", vol,
 			"SNAPSHOT_UPLOAD_CONCURRENCY", "1"), "restore")
 		victim.waitFor(t, "restore started")
-		for deadline := time.Now().Add(30 * time.Second); len(reservedIn(t, vol)) < 2 && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond) // until its staging directory exists
-		}
+		waitForStaging(t, vol)
 		if code := victim.signal(t, syscall.SIGKILL); code != -1 {
 			t.Fatalf("SIGKILL: exit %d", code)
 		}

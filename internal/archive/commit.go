@@ -785,3 +785,26 @@ func recoverStaging(tfd int, dir, name string, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// Interrupted reports whether a restore into dir was interrupted during
+// its commit and not yet rolled back: dir then holds old and new entries
+// mixed, and only Recover, under the volume lock, can tell them apart. It
+// only reads.
+func Interrupted(dir string) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %s: %w", ErrTarget, dir, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), StagingPrefix) {
+			continue
+		}
+		if _, err := os.Lstat(filepath.Join(dir, e.Name(), journalName)); err == nil {
+			return true, nil
+		}
+	}
+	return false, nil
+}

@@ -29,6 +29,9 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	// Unless a restore is running in it or was interrupted mid-commit:
 	// then what it holds now says nothing, and the lock decides.
 	pending, err := volume.Pending(dir)
+	if err == nil && !pending {
+		pending, err = archive.Interrupted(dir)
+	}
 	if err != nil {
 		return res, fmt.Errorf("restore directory %s: %w", dir, err)
 	}

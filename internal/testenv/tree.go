@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -341,3 +342,11 @@ func CompareTrees(t testing.TB, want, got string, skip func(rel string) bool) {
 		t.Fatalf("tree %s is empty: nothing was compared", want)
 	}
 }
+
+// LockName is the volume lock a restore leaves in its target (a copy of
+// volume.LockName, which testenv cannot import).
+const LockName = ReservedPrefix + "lock"
+
+// IsLock is a skip function for ReadDeepTree: the volume lock is the job's
+// own bookkeeping, rewritten by every restore.
+func IsLock(rel string) bool { return path.Base(rel) == LockName }

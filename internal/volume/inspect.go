@@ -67,7 +67,7 @@ func (j judge) inspect(path string) (observation, error) {
 		if err != nil {
 			return observation{}, fmt.Errorf("reading the volume lock %s: %w", path, err)
 		}
-		obs, again, err := j.inspectFile(f, path)
+		obs, again, err := j.inspectFileTry(f, path, attempt == 4)
 		f.Close()
 		if !again {
 			return obs, err
@@ -80,6 +80,13 @@ func (j judge) inspect(path string) (observation, error) {
 // inspectFile judges an open lock file. again asks for another look: the
 // file was replaced meanwhile, or its record is unreadable.
 func (j judge) inspectFile(f *os.File, path string) (obs observation, again bool, err error) {
+	return j.inspectFileTry(f, path, true)
+}
+
+// inspectFileTry is inspectFile; a record that does not parse asks for
+// another look, unless last, when it is judged like a restore of an
+// unknown run: by its lock and heartbeat.
+func (j judge) inspectFileTry(f *os.File, path string, last bool) (obs observation, again bool, err error) {
 	obs = observation{path: path}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
@@ -94,12 +101,13 @@ func (j judge) inspectFile(f *os.File, path string) (obs observation, again bool
 	switch {
 	case perr == nil:
 		obs.rec = rec
-	case st.Size == 0:
-		// Created by an Acquire that has not written its record yet:
-		// judged like a restore in progress, by its lock.
+	case st.Size == 0 || last:
+		// Created by an Acquire that has not written its record yet, or
+		// damaged: judged like a restore in progress, by its lock and
+		// its age.
 		obs.rec = record{State: stateRestoring}
 	default:
-		return obs, true, fmt.Errorf("the volume lock %s holds no valid record (%v): if no restore is running, remove it", path, perr)
+		return obs, true, nil
 	}
 	if obs.rec.State == stateIdle {
 		obs.status = idle

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/snapshot-job/snapshot-job/internal/archive"
 )
 
@@ -25,8 +27,9 @@ type Lock struct {
 	rec         record
 	j           judge
 	log         *slog.Logger
-	created     []string // directories Acquire made, outermost first
-	fileCreated bool     // the lock file did not exist before
+	created     []string     // directories Acquire made, outermost first
+	fileCreated bool         // the lock file did not exist before
+	dirTimes    *unix.Stat_t // dir before the lock file was made in it
 	heartbeat   time.Duration
 
 	mu      sync.Mutex
@@ -75,6 +78,10 @@ func acquire(ctx context.Context, dir string, log *slog.Logger, j judge, heartbe
 	}
 	l := &Lock{dir: dir, path: filepath.Join(dir, LockName), j: j, log: log, created: created, heartbeat: heartbeat,
 		lost: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{})}
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) == nil {
+		l.dirTimes = &st
+	}
 	if err := l.take(ctx); err != nil {
 		removeCreated(created)
 		return nil, err
@@ -355,6 +362,11 @@ func (l *Lock) Discard() error {
 		return targetErr(l.dir, err)
 	}
 	removeCreated(l.created)
+	if len(l.created) == 0 && l.dirTimes != nil {
+		// Best effort: needs ownership of dir, which a job may not have.
+		ts := []unix.Timespec{l.dirTimes.Atim, l.dirTimes.Mtim}
+		_ = unix.UtimesNano(l.dir, ts)
+	}
 	return nil
 }
 
