@@ -43,7 +43,7 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 	}
 	switch {
 	case errors.Is(err, config.ErrInvalid):
-		return exitConfig, "fix what the message names (a variable, or the pod's memory limit; the variables are in docs/configuration.md); retrying will not help"
+		return exitConfig, "fix the variable named above (or the pod's memory limit, when the message names it); retrying will not help"
 	case errors.Is(err, job.ErrPrune):
 		return exitPrune, "the new snapshot is stored; check that the job may list and delete objects under the prefix; the next run prunes again"
 	case errors.Is(err, archive.ErrUnverifiable):

@@ -109,7 +109,7 @@ func TestWriteFollowsSymlinkedRoot(t *testing.T) {
 		t.Errorf("Scan %+v, %v; Write %+v", sc, err, st)
 	}
 	dst := filepath.Join(t.TempDir(), "restore")
-	if _, err := Extract(t.Context(), bytes.NewReader(data), dst, ExtractOptions{}); err != nil {
+	if _, err := Extract(t.Context(), bytes.NewReader(data), dst, ExtractOptions{Token: "t1"}); err != nil {
 		t.Fatal(err)
 	}
 	testenv.CompareTrees(t, real, dst, nil)
