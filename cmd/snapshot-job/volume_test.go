@@ -72,6 +72,19 @@ func reservedIn(t *testing.T, dir string) []string {
 	return out
 }
 
+// slowRestore starts a restore of the latest snapshot into vol that takes
+// seconds, and returns once it has started extracting.
+func slowRestore(t *testing.T, fx *s3Fixture, e env, vol string) *running {
+	t.Helper()
+	proxy := testenv.StartFaultProxy(t, fx.v.Endpoint)
+	proxy.SetRule(slowGets(2 * time.Second))
+	r := startJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", vol,
+		"SNAPSHOT_UPLOAD_CONCURRENCY", "1"), "restore")
+	r.waitFor(t, "restore started")
+	waitForStaging(t, vol)
+	return r
+}
+
 // waitForStaging returns once a restore into vol has made its staging
 // directory beside its lock.
 func waitForStaging(t *testing.T, vol string) {
@@ -174,12 +187,7 @@ func TestVolumeSharedBetweenRuns(t *testing.T) {
 		e, _ := fx.setup(t, src)
 		expect(t, runJob(t, e), 0)
 		vol := t.TempDir()
-		proxy := testenv.StartFaultProxy(t, fx.v.Endpoint)
-		proxy.SetRule(slowGets(2 * time.Second))
-		first := startJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", vol,
-			"SNAPSHOT_UPLOAD_CONCURRENCY", "1"), "restore")
-		first.waitFor(t, "restore started")
-		waitForStaging(t, vol)
+		first := slowRestore(t, fx, e, vol)
 		staging := reservedIn(t, vol)
 		r := runJob(t, e.with("SNAPSHOT_RESTORE_DIR", vol), "restore")
 		expect(t, r, 9, "another restore holds "+vol)
@@ -201,12 +209,7 @@ func TestVolumeSharedBetweenRuns(t *testing.T) {
 		e, bucket := fx.setup(t, src)
 		expect(t, runJob(t, e), 0)
 		vol := t.TempDir()
-		proxy := testenv.StartFaultProxy(t, fx.v.Endpoint)
-		proxy.SetRule(slowGets(2 * time.Second))
-		victim := startJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", vol,
-			"SNAPSHOT_UPLOAD_CONCURRENCY", "1"), "restore")
-		victim.waitFor(t, "restore started")
-		waitForStaging(t, vol)
+		victim := slowRestore(t, fx, e, vol)
 		if code := victim.signal(t, syscall.SIGKILL); code != -1 {
 			t.Fatalf("SIGKILL: exit %d", code)
 		}

@@ -317,6 +317,19 @@ func (l *Lock) stopBeat() {
 	<-l.stopped
 }
 
+// end stops the heartbeat and says whether the lock is still this run's.
+// The file stays open for the last word; a lost lock is closed here.
+func (l *Lock) end() error {
+	l.mu.Lock()
+	err := l.verifyLocked()
+	l.mu.Unlock()
+	l.stopBeat()
+	if err != nil {
+		l.f.Close()
+	}
+	return err
+}
+
 // Release ends the restore's hold: the record says idle and keeps the
 // generation, so that a backup that read the volume meanwhile can tell a
 // restore ran. A lock already lost is left to its new holder.
@@ -324,14 +337,10 @@ func (l *Lock) Release() error {
 	if l.f == nil {
 		return nil
 	}
-	l.mu.Lock()
-	err := l.verifyLocked()
-	l.mu.Unlock()
-	l.stopBeat()
-	defer l.f.Close()
-	if err != nil {
+	if err := l.end(); err != nil {
 		return err
 	}
+	defer l.f.Close()
 	l.rec = record{State: stateIdle, Generation: l.rec.Generation, Ended: l.j.now().UTC()}
 	if err := writeRecord(l.f, l.rec); err != nil {
 		return targetErr(l.dir, err)
@@ -347,14 +356,10 @@ func (l *Lock) Discard() error {
 	if !l.fileCreated {
 		return l.Release()
 	}
-	l.mu.Lock()
-	err := l.verifyLocked()
-	l.mu.Unlock()
-	l.stopBeat()
-	defer l.f.Close()
-	if err != nil {
+	if err := l.end(); err != nil {
 		return err
 	}
+	defer l.f.Close()
 	// Removed while still locked, so that nobody takes the old file in
 	// between; anyone who opened it checks afterwards that the name
 	// still leads to it.
