@@ -131,5 +131,3 @@ func repoRoot() string {
 	wd, _ := os.Getwd()
 	return filepath.Clean(filepath.Join(wd, "..", "..", ".."))
 }
-
-
