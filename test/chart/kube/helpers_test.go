@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -481,4 +482,188 @@ func snapshotKey(prefix string) *regexp.Regexp {
 func nextSecond() {
 	now := time.Now()
 	time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now) + 10*time.Millisecond)
+}
+
+// deployment is a release installed for a scenario, with its volume and
+// its S3 server.
+type deployment struct {
+	s    *scenario
+	rel  string
+	full string
+	// vol is the directory of the release's snapshot volume.
+	vol    string
+	gw     *gateway
+	proxy  *faultProxy
+	prefix string
+	rel0   *release.Release
+}
+
+type setup struct {
+	// proxy puts a fault proxy between the pods and versitygw.
+	proxy  bool
+	prefix string
+	values []string
+}
+
+// deploy starts versitygw, provisions the release's volume and installs the
+// chart; the post-install hook must complete (nothing to restore).
+func (s *scenario) deploy(o setup) *deployment {
+	s.t.Helper()
+	d := &deployment{s: s, rel: "backups", full: "backups-snapshot-job", gw: startS3(s.t), prefix: o.prefix}
+	endpoint := d.gw.Endpoint
+	if o.proxy {
+		d.proxy = startFaultProxy(s.t, d.gw.Endpoint)
+		endpoint = d.proxy.Endpoint
+	}
+	d.vol = s.volume(d.full + "-snapshots")
+	d.rel0 = s.mustInstall(d.rel, append([]string{s3Values(endpoint, o.prefix)}, o.values...)...)
+	s.wantComplete(d.full+"-restore-on-install", 0)
+	return d
+}
+
+// backup runs `kubectl create job --from=cronjob/<fullname>-backup <name>`.
+func (d *deployment) backup(name string) { d.s.createJobFrom(d.full+"-backup", name) }
+
+// restore runs `kubectl create job --from=cronjob/<fullname>-restore <name>`.
+func (d *deployment) restore(name string) { d.s.createJobFrom(d.full+"-restore", name) }
+
+// createJobWithEnv creates a Job from a CronJob with extra environment the
+// way NOTES.txt shows: create --dry-run, set env --local, create.
+func (s *scenario) createJobWithEnv(cronjob, name string, env ...string) {
+	s.t.Helper()
+	line := fmt.Sprintf("kubectl create job --from=cronjob/%s %s --dry-run=client -o yaml | kubectl set env --local -f - %s -o yaml | kubectl create -f -",
+		cronjob, name, strings.Join(env, " "))
+	if out, err := s.shell(line); err != nil {
+		s.t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// keys lists the snapshots in the bucket; every object must be one.
+func (d *deployment) keys() []string {
+	d.s.t.Helper()
+	keys := d.gw.keys(d.s.t)
+	re := snapshotKey(d.prefix)
+	for _, k := range keys {
+		if !re.MatchString(k) {
+			d.s.t.Errorf("bucket object %q is not a snapshot under %q", k, d.prefix)
+		}
+	}
+	return keys
+}
+
+// noUploads checks that no multipart upload was left open.
+func (d *deployment) noUploads() {
+	d.s.t.Helper()
+	if u := d.gw.Uploads(d.s.t, d.gw.bucket); len(u) != 0 {
+		d.s.t.Errorf("multipart uploads left open: %q", u)
+	}
+}
+
+// runBinary runs the snapshot-job binary on the host against the
+// deployment's bucket (versitygw itself, not the proxy).
+func (d *deployment) runBinary(env []string, args ...string) (string, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append([]string{
+		"SNAPSHOT_CLOUD_PROVIDER=s3",
+		"SNAPSHOT_CLOUD_PREFIX=" + d.prefix,
+		"SNAPSHOT_AWS_BUCKET=" + d.gw.bucket,
+		"SNAPSHOT_AWS_REGION=us-east-1",
+		"SNAPSHOT_AWS_ENDPOINT=" + d.gw.Endpoint,
+		"SNAPSHOT_AWS_FORCE_PATH_STYLE=true",
+		"SNAPSHOT_AWS_ACCESS_KEY=" + d.gw.Access,
+		"SNAPSHOT_AWS_SECRET_KEY=" + d.gw.Secret,
+		"SNAPSHOT_TERMINATION_LOG=",
+		"HOME=" + d.s.t.TempDir(),
+	}, env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// restoreLocally restores a snapshot into a new directory with the binary
+// and returns it.
+func (d *deployment) restoreLocally(key string) string {
+	d.s.t.Helper()
+	dir := d.s.t.TempDir()
+	if out, err := d.runBinary([]string{"SNAPSHOT_RESTORE_KEY=" + key, "SNAPSHOT_RESTORE_DIR=" + dir, "SNAPSHOT_SOURCE_DIR=" + dir}, "restore"); err != nil {
+		d.s.t.Fatalf("restore %s: %v\n%s", key, err, out)
+	}
+	return dir
+}
+
+// writeTree writes the fixture tree into the volume as another pod (the
+// Kubeshark hub, which runs as root) would.
+func (d *deployment) writeTree() map[string]fixture.Entry {
+	d.s.t.Helper()
+	fixture.MakeTree(d.s.t, d.vol)
+	return fixture.Tree(d.s.t, d.vol, "lost+found")
+}
+
+// notesCommand returns the command NOTES.txt shows under a heading line:
+// the indented lines up to the next blank line, continuations joined.
+func notesCommand(t *testing.T, notes, heading string) string {
+	t.Helper()
+	lines := strings.Split(notes, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != heading {
+			continue
+		}
+		var cmd []string
+		for _, c := range lines[i+1:] {
+			if strings.TrimSpace(c) == "" {
+				break
+			}
+			cmd = append(cmd, strings.TrimSpace(c))
+		}
+		return strings.ReplaceAll(strings.Join(cmd, "\n"), "\\\n", " ")
+	}
+	t.Fatalf("NOTES.txt has no %q:\n%s", heading, notes)
+	return ""
+}
+
+// runNotes runs a command from NOTES.txt with its placeholders replaced.
+func (s *scenario) runNotes(cmd string, replace map[string]string) string {
+	s.t.Helper()
+	for k, v := range replace {
+		if !strings.Contains(cmd, k) {
+			s.t.Fatalf("NOTES command lacks %s: %s", k, cmd)
+		}
+		cmd = strings.ReplaceAll(cmd, k, v)
+	}
+	out, err := s.shell(cmd)
+	if err != nil {
+		s.t.Fatalf("NOTES command: %v\n%s", err, out)
+	}
+	return out
+}
+
+// chownTree gives the volume's tree (lost+found aside) to uid, as if that
+// user had written it, and returns it.
+func (d *deployment) chownTree(uid int) map[string]fixture.Entry {
+	d.s.t.Helper()
+	err := filepath.WalkDir(d.vol, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || p == d.vol {
+			return err
+		}
+		if e.Name() == "lost+found" && filepath.Dir(p) == d.vol {
+			return filepath.SkipDir
+		}
+		return os.Lchown(p, uid, uid)
+	})
+	if err != nil {
+		d.s.t.Fatal(err)
+	}
+	return fixture.Tree(d.s.t, d.vol, "lost+found")
+}
+
+// withoutSetgid drops the setgid bit of directories, which the kubelet's
+// fsGroup handling adds and a tar archive does not carry.
+func withoutSetgid(tree map[string]fixture.Entry) map[string]fixture.Entry {
+	out := make(map[string]fixture.Entry, len(tree))
+	for k, e := range tree {
+		if e.Mode.IsDir() {
+			e.Mode &^= fs.ModeSetgid
+		}
+		out[k] = e
+	}
+	return out
 }
