@@ -374,12 +374,13 @@ func (s *scenario) createJobFrom(cronjob, name string) {
 
 // podRecorder keeps the last state of every pod of a namespace.
 type podRecorder struct {
+	ns   string
 	mu   sync.Mutex
 	pods map[string]*corev1.Pod
 }
 
 func recordPods(t *testing.T, ns string) *podRecorder {
-	r := &podRecorder{pods: map[string]*corev1.Pod{}}
+	r := &podRecorder{ns: ns, pods: map[string]*corev1.Pod{}}
 	factory := informers.NewSharedInformerFactoryWithOptions(cluster.Client, 0, informers.WithNamespace(ns))
 	inf := factory.Core().V1().Pods().Informer()
 	store := func(obj any) {
@@ -420,11 +421,16 @@ func (r *podRecorder) all() []*corev1.Pod {
 	return out
 }
 
-// ofJob is the pods a Job created, oldest first.
+// ofJob is the pods the Job of that name created, oldest first; when a
+// Job of that name was replaced, only the current one's.
 func (r *podRecorder) ofJob(job string) []*corev1.Pod {
+	var uid string
+	if j, err := cluster.Client.BatchV1().Jobs(r.ns).Get(context.Background(), job, metav1.GetOptions{}); err == nil {
+		uid = string(j.UID)
+	}
 	var out []*corev1.Pod
 	for _, p := range r.all() {
-		if p.Labels[batchv1.JobNameLabel] == job {
+		if p.Labels[batchv1.JobNameLabel] == job && (uid == "" || p.Labels[batchv1.ControllerUidLabel] == uid) {
 			out = append(out, p)
 		}
 	}
