@@ -3,6 +3,8 @@ package kube
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -75,6 +77,8 @@ func startFaultProxy(t *testing.T, target string) *faultProxy {
 	}
 	p := &faultProxy{release: make(chan struct{}), held: make(chan struct{}), seen: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// A client that gives up (a stopped pod) is what the scenarios cause.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -673,3 +673,20 @@ func withoutSetgid(tree map[string]fixture.Entry) map[string]fixture.Entry {
 	}
 	return out
 }
+
+// firstPodExit waits until the Job's first pod has ended and returns its
+// exit code.
+func (s *scenario) firstPodExit(job string) int32 {
+	s.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if pods := s.pods.ofJob(job); len(pods) > 0 {
+			if code, done := podExitCode(pods[0]); done {
+				return code
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("the first pod of Job %s has not ended", job)
+	return -1
+}
