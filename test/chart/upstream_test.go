@@ -183,3 +183,29 @@ func TestTapTyposRejected(t *testing.T) {
 		t.Errorf("Kubeshark's other values: %v", err)
 	}
 }
+
+// TestChartReadmeListsEveryValue: the chart README's values table has a row
+// for every key of values.yaml (maps the chart passes through as a whole
+// count as one key).
+func TestChartReadmeListsEveryValue(t *testing.T) {
+	readme := string(readRepoFile(t, "charts/snapshot-job/README.md"))
+	vals := parseValues(t, string(readRepoFile(t, "charts/snapshot-job/values.yaml")))
+	whole := map[string]bool{
+		"podSecurityContext": true, "securityContext": true, "resources": true, "podLabels": true, "podAnnotations": true,
+		"nodeSelector": true, "affinity": true, "serviceAccount.annotations": true, "snapshots.persistence.annotations": true, "tap": true,
+	}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			key := prefix + k
+			if sub, ok := v.(map[string]any); ok && !whole[key] {
+				walk(key+".", sub)
+				continue
+			}
+			if !strings.Contains(readme, "| `"+key+"` |") {
+				t.Errorf("charts/snapshot-job/README.md has no row for %s", key)
+			}
+		}
+	}
+	walk("", vals)
+}
