@@ -32,22 +32,11 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-// Controllers are the kube-controller-manager controllers the chart's
+// controllers are the kube-controller-manager controllers the chart's
 // objects meet in a cluster. Left out: the node lifecycle controller (the
 // stand-in node sends no heartbeats), the scheduler (the stand-in binds its
 // own pods), and controllers for objects the chart never creates.
-var Controllers = []string{
-	"job-controller",
-	"cronjob-controller",
-	"ttl-after-finished-controller",
-	"garbage-collector-controller",
-	"pod-garbage-collector-controller",
-	"persistentvolume-binder-controller",
-	"persistentvolume-protection-controller",
-	"persistentvolumeclaim-protection-controller",
-	"serviceaccount-controller",
-	"namespace-controller",
-}
+const controllers = "job-controller,cronjob-controller,ttl-after-finished-controller,garbage-collector-controller,pod-garbage-collector-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller,serviceaccount-controller,namespace-controller"
 
 // Options says where the binaries are.
 type Options struct {
@@ -197,7 +186,7 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 
 	if err := cp.start("kube-controller-manager", filepath.Join(opts.BinDir, "kube-controller-manager"),
 		"--kubeconfig="+kcmKubeconfig,
-		"--controllers="+strings.Join(Controllers, ","),
+		"--controllers="+controllers,
 		"--leader-elect=false",
 		// No serving endpoint: nothing scrapes it, and a fixed port would
 		// collide between parallel runs.

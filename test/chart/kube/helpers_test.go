@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,19 +50,14 @@ type scenario struct {
 	pods *podRecorder
 }
 
-var nsSeq struct {
-	sync.Mutex
-	n int
-}
+// nsSeq numbers the scenarios' namespaces.
+var nsSeq atomic.Int64
 
 // newScenario creates a namespace that enforces the restricted Pod
 // Security Standard, so every pod the chart makes must pass it.
 func newScenario(t *testing.T) *scenario {
 	t.Helper()
-	nsSeq.Lock()
-	nsSeq.n++
-	n := nsSeq.n
-	nsSeq.Unlock()
+	n := nsSeq.Add(1)
 	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-"))
 	name = strings.Trim(name, "-")
 	if len(name) > 50 {
