@@ -29,7 +29,9 @@ const (
 // classify maps an error to its exit code and a hint on what to do. It is
 // the only place that knows the codes. The order matters: a pruning
 // failure wraps a store error, a corrupt download may follow a transfer.
-func classify(ctx context.Context, err error) (int, string) {
+// The hint depends on the verb: what a failure left behind, and what to
+// do next, differ between a backup, a restore and a verify.
+func classify(ctx context.Context, verb string, err error) (int, string) {
 	if err == nil {
 		return exitOK, ""
 	}
@@ -41,19 +43,38 @@ func classify(ctx context.Context, err error) (int, string) {
 	}
 	switch {
 	case errors.Is(err, config.ErrInvalid):
-		return exitConfig, "fix the variable named above (see the README's variable table); retrying will not help"
+		return exitConfig, "fix the variable named above (or the pod's memory limit, when the message names it); retrying will not help"
 	case errors.Is(err, job.ErrPrune):
 		return exitPrune, "the new snapshot is stored; check that the job may list and delete objects under the prefix; the next run prunes again"
+	case errors.Is(err, archive.ErrUnverifiable):
+		return exitIntegrity, "the snapshot was not written by snapshot-job (its zstd frames carry no checksums), so verify cannot prove it intact; restore still works and warns; take a new snapshot with snapshot-job backup to get one verify can check"
 	case errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnsafe):
-		return exitIntegrity, "the snapshot is damaged or unsafe and nothing was written; restore an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
+		switch verb {
+		case "restore":
+			return exitIntegrity, "the snapshot is damaged or unsafe and nothing was written; restore an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
+		case "verify":
+			return exitIntegrity, "the snapshot is damaged or unsafe: a restore of it would stop and write nothing; verify the older ones with SNAPSHOT_RESTORE_KEY (list shows them) and take a new backup"
+		}
+		return exitIntegrity, "an integrity check failed and nothing was stored; run the job again, and report it with this log if it happens again"
+	case errors.Is(err, job.ErrKeyNotFound):
+		return exitNothing, "SNAPSHOT_RESTORE_KEY names no object: copy a key from the output of list, or use latest (SNAPSHOT_RESTORE_IF_MISSING=ok applies only to latest)"
 	case errors.Is(err, job.ErrNothingToRestore):
-		return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX, SNAPSHOT_NAME and SNAPSHOT_RESTORE_KEY, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
+		if verb == "restore" {
+			return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
+		}
+		return exitNothing, "no snapshot to " + verb + ": check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME (list shows the snapshots under the prefix)"
 	case errors.Is(err, job.ErrNotEmpty):
 		return exitNothing, "the restore directory holds data: set SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip to leave it, or overwrite to replace entries of the same name"
 	case errors.Is(err, volume.ErrBusy):
+		switch verb {
+		case "backup":
+			return exitBusy, "a restore is writing into SNAPSHOT_SOURCE_DIR, or was interrupted while moving files in, and nothing was stored; back up once it has finished (run an interrupted restore again to complete it); the Job retries (backoffLimit)"
+		case "restore":
+			return exitBusy, "another restore is writing into SNAPSHOT_RESTORE_DIR and nothing was written; run this one again once it has finished; the Job retries (backoffLimit)"
+		}
 		return exitBusy, "another run is using the volume; the Job retries (backoffLimit), or run it again once the other run has finished"
 	case errors.Is(err, upload.ErrAccess):
-		return exitAccess, "check the bucket or container name, the region or endpoint, and that the credentials are valid and allowed to use it"
+		return exitAccess, "check the bucket, container or store directory, the region or endpoint, and that the credentials (or the job's user) may use it"
 	case errors.Is(err, archive.ErrSource):
 		return exitLocal, "check that SNAPSHOT_SOURCE_DIR is mounted and readable by the job's user (runAsUser/fsGroup)"
 	case errors.Is(err, archive.ErrTarget):
@@ -61,11 +82,23 @@ func classify(ctx context.Context, err error) (int, string) {
 	case errors.Is(err, upload.ErrExists):
 		return exitTransfer, "an object with this name already exists (two runs in the same second?); run the job again"
 	case errors.Is(err, upload.ErrTransfer):
-		return exitTransfer, "the store could not be reached or kept failing after retries; nothing partial was left; run the job again"
+		return exitTransfer, "the store could not be reached or kept failing after retries; " + leftAsItWas(verb) + "run the job again"
 	case errors.Is(err, context.DeadlineExceeded):
-		return exitTransfer, "a deadline passed; nothing partial was left; run the job again"
+		return exitTransfer, "a deadline passed; " + leftAsItWas(verb) + "run the job again"
 	}
 	return exitInternal, "unexpected error: please report it with this log; running the job again may help"
+}
+
+// leftAsItWas says what a failed transfer left behind, for the verbs that
+// write.
+func leftAsItWas(verb string) string {
+	switch verb {
+	case "backup":
+		return "nothing partial was stored; "
+	case "restore":
+		return "nothing was written to SNAPSHOT_RESTORE_DIR; "
+	}
+	return ""
 }
 
 // oneLine keeps error text on one line for logs and the termination

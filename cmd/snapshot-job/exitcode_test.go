@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
 func TestClassify(t *testing.T) {
@@ -40,17 +42,61 @@ func TestClassify(t *testing.T) {
 		{wrap(job.ErrNothingToRestore), 8},
 		{wrap(upload.ErrNotFound, job.ErrNothingToRestore), 8},
 		{wrap(job.ErrNotEmpty), 8},
+		{wrap(upload.ErrNotFound, job.ErrKeyNotFound), 8},
+		{wrap(volume.ErrBusy), 9},
 		{context.DeadlineExceeded, 5},
 	} {
-		if got, hint := classify(context.Background(), tc.err); got != tc.want || (tc.err != nil && hint == "") {
+		if got, hint := classify(context.Background(), "backup", tc.err); got != tc.want || (tc.err != nil && hint == "") {
 			t.Errorf("classify(%v) = %d %q, want %d", tc.err, got, hint, tc.want)
 		}
 	}
 	for sig, want := range map[syscall.Signal]int{syscall.SIGTERM: 143, syscall.SIGINT: 130} {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(&signalled{sig})
-		if got, _ := classify(ctx, wrap(upload.ErrTransfer)); got != want {
+		if got, _ := classify(ctx, "backup", wrap(upload.ErrTransfer)); got != want {
 			t.Errorf("after %s: %d, want %d", sig, got, want)
+		}
+	}
+}
+
+// Each verb gets the advice that fits what it did: a verify wrote
+// nothing to restore from, a backup blocked by a restore is not a
+// restore blocked by another.
+func TestHintsDependOnTheVerb(t *testing.T) {
+	for _, tc := range []struct {
+		verb     string
+		err      error
+		want     []string
+		wantNot  []string
+		wantCode int
+	}{
+		{"restore", archive.ErrCorrupt, []string{"nothing was written", "restore an older one"}, nil, 7},
+		{"verify", archive.ErrCorrupt, []string{"verify the older ones", "take a new backup"}, []string{"nothing was written", "restore an older one"}, 7},
+		{"verify", archive.ErrUnsafe, []string{"verify the older ones"}, []string{"restore an older one"}, 7},
+		{"verify", archive.ErrUnverifiable, []string{"not written by snapshot-job", "no checksums"}, []string{"damaged"}, 7},
+		{"restore", job.ErrNothingToRestore, []string{"SNAPSHOT_RESTORE_IF_MISSING=ok", "SNAPSHOT_CLOUD_PREFIX"}, nil, 8},
+		{"verify", job.ErrNothingToRestore, []string{"no snapshot to verify", "SNAPSHOT_CLOUD_PREFIX"}, []string{"IF_MISSING"}, 8},
+		{"restore", fmt.Errorf("%w: %w", job.ErrKeyNotFound, upload.ErrNotFound), []string{"SNAPSHOT_RESTORE_KEY names no object", "applies only to latest"}, []string{"set SNAPSHOT_RESTORE_IF_MISSING=ok"}, 8},
+		{"verify", job.ErrKeyNotFound, []string{"SNAPSHOT_RESTORE_KEY names no object"}, []string{"set SNAPSHOT_RESTORE_IF_MISSING=ok"}, 8},
+		{"backup", volume.ErrBusy, []string{"a restore is writing into SNAPSHOT_SOURCE_DIR", "nothing was stored", "backoffLimit"}, []string{"SNAPSHOT_RESTORE_DIR"}, 9},
+		{"restore", volume.ErrBusy, []string{"another restore is writing into SNAPSHOT_RESTORE_DIR", "nothing was written"}, []string{"SNAPSHOT_SOURCE_DIR"}, 9},
+		{"backup", upload.ErrTransfer, []string{"nothing partial was stored"}, nil, 5},
+		{"restore", upload.ErrTransfer, []string{"nothing was written to SNAPSHOT_RESTORE_DIR"}, []string{"stored"}, 5},
+		{"list", upload.ErrTransfer, []string{"run the job again"}, []string{"stored", "written"}, 5},
+	} {
+		code, hint := classify(context.Background(), tc.verb, fmt.Errorf("boom: %w", tc.err))
+		if code != tc.wantCode {
+			t.Errorf("%s %v: exit %d, want %d", tc.verb, tc.err, code, tc.wantCode)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(hint, w) {
+				t.Errorf("%s %v: hint %q lacks %q", tc.verb, tc.err, hint, w)
+			}
+		}
+		for _, w := range tc.wantNot {
+			if strings.Contains(hint, w) {
+				t.Errorf("%s %v: hint %q has %q", tc.verb, tc.err, hint, w)
+			}
 		}
 	}
 }

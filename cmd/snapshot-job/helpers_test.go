@@ -240,6 +240,23 @@ func (r *running) signal(t *testing.T, sig syscall.Signal) int {
 	return 0
 }
 
+// wait waits for the job to end by itself and returns its exit code (-1
+// when a signal killed it).
+func (r *running) wait(t *testing.T) int {
+	t.Helper()
+	for range r.lines {
+	}
+	<-r.done
+	err := r.cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
 // storeFiles lists every file under a file store, hidden ones included.
 func storeFiles(t *testing.T, dir string) []string {
 	t.Helper()

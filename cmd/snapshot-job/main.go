@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
 // Set with -ldflags "-X main.version=... -X main.commit=...".
@@ -56,6 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
+	if cfg.ProviderDetected {
+		log.Info("storage provider detected from the settings present (SNAPSHOT_CLOUD_PROVIDER is unset)", "provider", cfg.Provider)
+	}
 	if verb == "" {
 		verb = cfg.Mode
 	}
@@ -74,16 +80,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
+	cfg, sizeKnown, err := planMemory(cfg, verb, log)
+	if err != nil {
+		return finish(log, cfg.TerminationLog, res, err, ctx, start)
+	}
 	store, err := newStore(ctx, cfg, log, v)
 	if err != nil {
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
-	// Restores and verifies need the same working set as an upload of
-	// the configured part size; a backup refines it once the source is
-	// scanned.
-	setMemoryLimit(cfg, 0, log)
-	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v,
-		SizeKnown: func(hint int64) { setMemoryLimit(cfg, hint, log) }}
+	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, SizeKnown: sizeKnown,
+		Exclude: storeDirs(cfg)}
 	switch verb {
 	case "backup":
 		res, err = r.Backup(ctx)
@@ -97,6 +103,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		res, err = r.Verify(ctx)
 	}
 	return finish(log, cfg.TerminationLog, res, err, ctx, start)
+}
+
+// storeDirs are the directories a file store writes into: its root and
+// the directory of this job's objects (created on the first upload). A
+// backup leaves them out when they lie inside the source, or each
+// snapshot would hold its own half-written file and all earlier ones.
+func storeDirs(cfg config.Config) []string {
+	if cfg.Provider != "file" || cfg.File.Dir == "" {
+		return nil
+	}
+	objects := filepath.Dir(filepath.Join(cfg.File.Dir, filepath.FromSlash(cfg.Prefix+"x")))
+	return []string{cfg.File.Dir, objects}
 }
 
 func parseArgs(args []string) (verb string, asJSON bool, err error) {
@@ -124,11 +142,27 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		level = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: roundAttr}
 	if cfg.LogFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// roundAttr keeps every number of every log line, whichever package logs
+// it, at the precision a person reads: durations to the millisecond,
+// fractions (seconds, rates, ratios, percentages) to three decimals at
+// most. The packages round rates to one decimal themselves.
+func roundAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindFloat64:
+		if f := a.Value.Float64(); !math.IsInf(f, 0) && !math.IsNaN(f) {
+			a.Value = slog.Float64Value(roundMillis(f))
+		}
+	case slog.KindDuration:
+		a.Value = slog.DurationValue(a.Value.Duration().Round(time.Millisecond))
+	}
+	return a
 }
 
 // signalled is the cancellation cause when SIGTERM or SIGINT arrives.
@@ -173,9 +207,18 @@ func signalContext(log *slog.Logger) (context.Context, func()) {
 // exit code. A failure always ends with one error line saying what failed
 // and what to do.
 func finish(log *slog.Logger, terminationLog string, res job.Result, err error, ctx context.Context, start time.Time) int {
-	res.Seconds = round(time.Since(start).Seconds())
-	code, hint := classify(ctx, err)
-	writeTermination(terminationLog, res, code, err)
+	res.Seconds = roundMillis(time.Since(start).Seconds())
+	code, hint := classify(ctx, res.Verb, err)
+	if code != 0 && res.Outcome == "" {
+		// A verb names its outcome only when it gets that far; a backup
+		// whose pruning failed keeps "stored", which is true.
+		res.Outcome = "failed"
+		if code == signalCode(syscall.SIGTERM) || code == signalCode(syscall.SIGINT) {
+			res.Outcome = "stopped"
+		}
+	}
+	ids := requestIDs(err)
+	writeTermination(terminationLog, res, code, err, ids)
 	if code == 0 {
 		attrs := []any{"outcome", res.Outcome, "seconds", res.Seconds, "exit_code", 0}
 		if res.Key != "" {
@@ -184,16 +227,38 @@ func finish(log *slog.Logger, terminationLog string, res job.Result, err error, 
 		log.Info(res.Verb+" finished", attrs...)
 		return 0
 	}
-	log.Error(res.Verb+" failed: "+oneLine(err.Error()), "exit_code", code, "hint", hint)
+	attrs := []any{"exit_code", code, "hint", hint}
+	if ids.RequestID != "" {
+		attrs = append(attrs, "request_id", ids.RequestID)
+	}
+	if ids.HostID != "" {
+		attrs = append(attrs, "host_id", ids.HostID)
+	}
+	log.Error(res.Verb+" failed: "+oneLine(err.Error()), attrs...)
 	return code
 }
 
-func round(f float64) float64 { return float64(int64(f*1000)) / 1000 }
+// storeRequest is what a store's support needs to find a failed request
+// in its logs. It goes in fields of its own: inside the message it would
+// bury what failed under a hundred characters of identifiers.
+type storeRequest struct {
+	RequestID string `json:"request_id,omitempty"`
+	HostID    string `json:"host_id,omitempty"`
+}
+
+func requestIDs(err error) storeRequest {
+	id, host := upload.RequestIDs(err)
+	return storeRequest{RequestID: id, HostID: host}
+}
+
+// roundMillis rounds seconds to milliseconds: nobody reads the digits
+// after, and floats print them as noise (6.9916404100000005).
+func roundMillis(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // writeTermination writes the one-line JSON result Kubernetes shows in
 // `kubectl describe pod`. It is capped at the kubelet's 4096 bytes, and
 // skipped when the file cannot be written (outside a pod).
-func writeTermination(path string, res job.Result, code int, err error) {
+func writeTermination(path string, res job.Result, code int, err error, ids storeRequest) {
 	if path == "" {
 		return
 	}
@@ -201,7 +266,8 @@ func writeTermination(path string, res job.Result, code int, err error) {
 		job.Result
 		ExitCode int    `json:"exit_code"`
 		Error    string `json:"error,omitempty"`
-	}{Result: res, ExitCode: code}
+		storeRequest
+	}{Result: res, ExitCode: code, storeRequest: ids}
 	if err != nil {
 		msg.Error = oneLine(err.Error())
 	}

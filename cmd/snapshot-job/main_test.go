@@ -72,6 +72,28 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// Upstream ConfigMaps carry a bucket or an account but no provider key:
+// the one provider whose settings are present is used, and logged.
+func TestProviderDetected(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
+	e, store := fileEnv(t, src)
+	r := runJob(t, e.with("SNAPSHOT_CLOUD_PROVIDER", ""))
+	expect(t, r, 0)
+	found := false
+	for _, l := range r.lines {
+		if l["msg"] == "storage provider detected from the settings present (SNAPSHOT_CLOUD_PROVIDER is unset)" && l["provider"] == "file" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no log line names the detected provider:\n%s", r.stderr)
+	}
+	if n := len(storeFiles(t, store)); n != 1 {
+		t.Errorf("store holds %d files, want the snapshot", n)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	src := t.TempDir()
 	good, _ := fileEnv(t, src)
@@ -81,7 +103,8 @@ func TestConfigErrors(t *testing.T) {
 		args  []string
 		words []string
 	}{
-		{"no provider", good.with("SNAPSHOT_CLOUD_PROVIDER", ""), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "is required", "s3, azblob, file"}},
+		{"no provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_FILE_DIR", ""), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "is required", "s3, azblob, file"}},
+		{"two providers' settings", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_AWS_BUCKET", "snaps"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "exactly one of"}},
 		{"unknown provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "gcs"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", `"gcs"`}},
 		{"bad size", good.with("SNAPSHOT_PART_SIZE", "huge"), nil, []string{"SNAPSHOT_PART_SIZE", "16MiB"}},
 		{"bad duration", good.with("SNAPSHOT_RETENTION_MAX_AGE", "one month"), nil, []string{"SNAPSHOT_RETENTION_MAX_AGE", "30d"}},
@@ -100,9 +123,9 @@ func TestUnknownVariableWarns(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
 	e, _ := fileEnv(t, src)
-	r := runJob(t, e.with("SNAPSHOT_RETENTION_KEEP_LAT", "3"))
+	r := runJob(t, e.with("SNAPSHOT_COMPRESION_LEVEL", "best"))
 	expect(t, r, 0)
-	if !strings.Contains(r.stderr, "SNAPSHOT_RETENTION_KEEP_LAT is ignored; did you mean SNAPSHOT_RETENTION_KEEP_LAST?") {
+	if !strings.Contains(r.stderr, "SNAPSHOT_COMPRESION_LEVEL is ignored; did you mean SNAPSHOT_COMPRESSION_LEVEL?") {
 		t.Errorf("no warning:\n%s", r.stderr)
 	}
 }
@@ -292,7 +315,9 @@ func TestSpecialFilesInSourceAreSkipped(t *testing.T) {
 	entries, _ := os.ReadDir(dst)
 	var names []string
 	for _, en := range entries {
-		names = append(names, en.Name())
+		if en.Name() != testenv.LockName {
+			names = append(names, en.Name())
+		}
 	}
 	if !slices.Equal(names, []string{"a.pcap"}) {
 		t.Errorf("restored %q", names)

@@ -17,7 +17,7 @@ import (
 func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version string) (upload.Store, error) {
 	switch cfg.Provider {
 	case "file":
-		return file.New(cfg.File.Dir), nil
+		return file.New(cfg.File.Dir, log), nil
 	case "s3":
 		s, err := s3.New(ctx, cfg.S3, s3.Options{
 			PartSize:     int64(cfg.PartSize),
@@ -45,4 +45,29 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 		return s, nil
 	}
 	return nil, fmt.Errorf("%w: SNAPSHOT_CLOUD_PROVIDER=%s is not built into this binary", config.ErrInvalid, cfg.Provider)
+}
+
+// storeMemory is what a provider holds in memory for one transfer, for
+// the memory plan.
+type storeMemory struct {
+	// limits are the provider's part limits: its Put raises the part size
+	// with the same rule (upload.PartSize) the plan uses.
+	limits upload.PartLimits
+	// buffered: parts and ranges are held in memory (S3, Azure); the file
+	// store streams.
+	buffered bool
+	// putExtra and getExtra are the part buffers held besides those in
+	// flight: the one being filled, and S3's uploader keeps one more in
+	// its pool; the one being read by the restore.
+	putExtra, getExtra int
+}
+
+func storeMemoryFor(provider string) storeMemory {
+	switch provider {
+	case "s3":
+		return storeMemory{limits: s3.Limits(), buffered: true, putExtra: 2, getExtra: 1}
+	case "azblob":
+		return storeMemory{limits: azblob.Limits(), buffered: true, putExtra: 1, getExtra: 1}
+	}
+	return storeMemory{limits: file.Limits()}
 }

@@ -3,9 +3,10 @@
 //
 // Write walks a tree in sorted order and streams it; Verify reads a stream
 // end to end without touching the disk; Extract restores one into a staging
-// directory beside the target and moves it into place only once the whole
-// stream has checked out. Memory use does not depend on the snapshot's
-// size.
+// directory inside the target and, only once the whole stream has checked
+// out, commits it into place all or nothing (Recover finishes or undoes a
+// commit a killed run left). Memory use does not depend on the snapshot's
+// size nor on what a hostile archive holds: see limits.go.
 package archive
 
 import (
@@ -55,6 +56,7 @@ type Stats struct {
 	Symlinks  int64
 	HardLinks int64
 	Skipped   int64 // sockets, FIFOs, devices, vanished files
+	Excluded  int64 // left out on purpose: excluded directories, reserved names
 	Changed   int64 // files whose size changed while they were read
 	Bytes     int64 // content bytes of regular files
 }

@@ -9,11 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -28,117 +25,236 @@ type ExtractOptions struct {
 	// Concurrency is the number of decompression goroutines; 0 means
 	// GOMAXPROCS.
 	Concurrency int
-	// Logger receives warnings and the cleanup of stale staging dirs.
+	// Logger receives warnings.
 	Logger *slog.Logger
+	// Token names this run's staging directory (StagingPrefix + Token)
+	// and the entries it moves aside: lower-case letters and digits, at
+	// most 64. Required.
+	Token string
+	// BeforeCommit, if set, is called once the stream has checked out
+	// and the commit has been planned and checked, right before the first
+	// move into the target. An error aborts: nothing was moved, the
+	// staging directory is removed, and Extract returns the error as is.
+	BeforeCommit func() error
+	// AfterCommit, if set, is called as soon as the commit is durable:
+	// from then on an interrupted run is finished, not rolled back.
+	AfterCommit func()
 
-	// noSync skips the final syncfs, which fuzzing cannot afford.
+	// noSync skips syncfs and fsync, which fuzzing cannot afford.
 	noSync bool
+	// testHook, if set, is called at each step of a commit ("move",
+	// "dirs", "marker", "asides") and may fail it, to test rollbacks.
+	testHook func(step string) error
+	// testCrash makes a failing testHook leave everything as a killed
+	// run would: no rollback, no cleanup.
+	testCrash bool
+	// limits lowers the caps of limits.go for tests; zero: those.
+	limits limits
 }
 
-// Empty reports whether dir holds nothing but lost+found and staging
-// directories left by interrupted restores. A missing dir is empty.
+// Empty reports whether dir holds nothing but lost+found and names of
+// snapshot-job's own (a lock file, staging directories, entries set
+// aside). A missing dir is empty.
 func Empty(dir string) (bool, error) {
-	entries, err := os.ReadDir(dir)
+	f, err := os.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", ErrTarget, err)
 	}
-	for _, e := range entries {
-		if !ignoredInTarget(e.Name()) {
-			return false, nil
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			if n != lostFound && !Reserved(n) {
+				return false, nil
+			}
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", ErrTarget, err)
 		}
 	}
-	return true, nil
 }
 
-func ignoredInTarget(name string) bool {
-	return name == lostFound || strings.HasPrefix(name, StagingPrefix)
+func validToken(t string) bool {
+	if t == "" || len(t) > 64 {
+		return false
+	}
+	for _, c := range []byte(t) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Extract restores the tar+zstd stream r into dir.
 //
 // Everything is first written into a staging directory inside dir. Only
 // after the whole stream checked out (every frame checksum, the tar end
-// marker, every name safe) are the entries moved into place and the
-// directories given their modes and times (read-only ones last). On any
-// failure the staging directory is removed and dir is left as it was,
-// modification time included. Ownership is restored when running as root.
+// marker, every name safe) is the commit planned: which staged entries
+// move into place, which entries of dir they replace (only with
+// Overwrite) and whether every move is allowed. Any conflict is reported
+// before anything moves. The commit itself is journaled, sets replaced
+// entries aside instead of deleting them, and is undone completely if any
+// step fails; the directories then get their modes and times. On any
+// failure dir is left as it was (its own modification time best effort)
+// and the directories Extract created for it are removed. Ownership is
+// restored when running as root.
+//
+// A run killed during the commit leaves its journal behind; Recover,
+// called by the next run, rolls it back or finishes it.
 func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	_, err := os.Stat(dir)
-	created := errors.Is(err, fs.ErrNotExist)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Stats{}, fmt.Errorf("%w: %w", ErrTarget, err)
+	if !validToken(opts.Token) {
+		return Stats{}, fmt.Errorf("extract: token %q is not 1 to 64 lower-case letters and digits", opts.Token)
 	}
-	removeStaleStaging(dir, log)
-	before, err := os.Stat(dir)
+	created, err := makeDirs(dir)
 	if err != nil {
-		return Stats{}, fmt.Errorf("%w: %w", ErrTarget, err)
+		return Stats{}, err
 	}
-	staging, err := os.MkdirTemp(dir, StagingPrefix)
+	removeCreated := func() {
+		for i := len(created) - 1; i >= 0; i-- {
+			if os.Remove(created[i]) != nil {
+				break
+			}
+		}
+	}
+	tfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == unix.EACCES {
+		tfd, err = unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
 	if err != nil {
-		return Stats{}, fmt.Errorf("%w: %w", ErrTarget, err)
+		removeCreated()
+		return Stats{}, fmt.Errorf("%w: %s: %w", ErrTarget, dir, err)
 	}
-	x := &extractor{staging: staging, asRoot: os.Geteuid() == 0, w: newFileWriter()}
-	undo := func() {
-		if x.root != nil {
-			x.root.Close()
+	defer unix.Close(tfd)
+	before, err := statFD(tfd)
+	if err != nil {
+		removeCreated()
+		return Stats{}, fmt.Errorf("%w: %s: %w", ErrTarget, dir, err)
+	}
+	staging := StagingPrefix + opts.Token
+	if err := unix.Mkdirat(tfd, staging, 0o700); err != nil {
+		removeCreated()
+		return Stats{}, fmt.Errorf("%w: creating %s: %w", ErrTarget, filepath.Join(dir, staging), err)
+	}
+	x := &extractor{asRoot: os.Geteuid() == 0, dirs: &dirList{}}
+	sfd := -1
+	// abort removes the staging directory and puts dir's time back.
+	abort := func() {
+		x.closeCursors()
+		if sfd >= 0 {
+			unix.Close(sfd)
 		}
-		if err := os.RemoveAll(staging); err != nil {
-			log.Error("could not remove the staging directory; delete it by hand", "path", staging, "error", err)
+		if err := removeAll(tfd, staging); err != nil {
+			log.Error("could not remove the staging directory; delete it by hand", "path", filepath.Join(dir, staging), "error", err)
 		}
-		if created {
-			_ = os.Remove(dir)
+		if len(created) > 0 {
+			removeCreated()
 			return
 		}
 		// Best effort: needs ownership of dir, which a job may not have.
-		_ = os.Chtimes(dir, atime(before), before.ModTime())
+		_ = fdUtimes(tfd, stampOf(&before))
 	}
-	x.root, err = os.OpenRoot(staging)
+	sfd, err = openDir(tfd, staging)
+	if err == nil {
+		x.stage, err = newCursor(sfd, true)
+	}
+	if err == nil {
+		x.links, err = newCursor(sfd, false)
+	}
 	if err != nil {
-		undo()
-		return Stats{}, fmt.Errorf("%w: %w", ErrTarget, err)
+		abort()
+		return Stats{}, fmt.Errorf("%w: %s: %w", ErrTarget, filepath.Join(dir, staging), err)
 	}
-	st, err := readArchive(ctx, r, opts.Concurrency, log, x.entry)
+	x.w = newFileWriter()
+	st, info, err := readArchive(ctx, r, opts.Concurrency, log, opts.limits, x.entry)
 	// Every file must be written and closed before the staging
 	// directory is moved or removed.
 	if werr := x.w.wait(); err == nil {
 		err = werr
 	}
-	if err != nil {
-		undo()
-		return st, err
-	}
-	if err := x.commit(dir, opts.Overwrite, !opts.noSync); err != nil {
-		undo()
-		return st, err
-	}
-	x.root.Close()
-	if err := os.RemoveAll(staging); err != nil {
-		log.Warn("could not remove the empty staging directory", "path", staging, "error", err)
-	}
-	return st, nil
-}
-
-func removeStaleStaging(dir string, log *slog.Logger) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), StagingPrefix) {
-			p := filepath.Join(dir, e.Name())
-			log.Warn("removing the staging directory of an interrupted restore", "path", p)
-			if err := os.RemoveAll(p); err != nil {
-				log.Warn("could not remove it", "path", p, "error", err)
-			}
+	x.closeCursors()
+	if err == nil {
+		err = ctx.Err()
+		if err != nil {
+			err = context.Cause(ctx)
 		}
 	}
+	if err != nil {
+		abort()
+		return st, err
+	}
+	if info.unchecked > 0 {
+		log.Warn("the snapshot's zstd frames carry no content checksum, so damage inside them cannot be detected; restoring it anyway (it was written by another tool)",
+			"frames", info.frames, "without_checksum", info.unchecked)
+	}
+	c := &commit{
+		dir: dir, tfd: tfd, sfd: sfd, staging: staging, token: opts.Token,
+		overwrite: opts.Overwrite, sync: !opts.noSync, log: log, asRoot: x.asRoot, euid: os.Geteuid(),
+		hook: opts.testHook, crash: opts.testCrash,
+		before: opts.BeforeCommit, after: opts.AfterCommit, rootState: stateOf(&before),
+	}
+	err = c.run(ctx, x.dirs)
+	switch {
+	case err == nil:
+		unix.Close(sfd)
+		if err := removeAll(tfd, staging); err != nil {
+			log.Warn("could not remove the staging directory after the restore; delete it by hand (backups ignore it)", "path", filepath.Join(dir, staging), "error", err)
+		}
+		return st, nil
+	case c.crashed, c.kept:
+		// Staging holds the journal the next run needs.
+		unix.Close(sfd)
+		return st, err
+	}
+	abort()
+	return st, err
+}
+
+// makeDirs creates dir and its missing parents, and returns the ones it
+// created, outermost first, so that a failed restore can remove them.
+func makeDirs(dir string) ([]string, error) {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return nil, fmt.Errorf("%w: %s is not a directory", ErrTarget, d)
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", ErrTarget, err)
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	var created []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		err := os.Mkdir(missing[i], 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue // made by someone else meanwhile: not ours to remove
+		}
+		if err != nil {
+			for j := len(created) - 1; j >= 0; j-- {
+				os.Remove(created[j])
+			}
+			return nil, fmt.Errorf("%w: %w", ErrTarget, err)
+		}
+		created = append(created, missing[i])
+	}
+	return created, nil
 }
 
 // dirMeta is applied to directories after their contents are in place,
@@ -146,197 +262,158 @@ func removeStaleStaging(dir string, log *slog.Logger) {
 // directory changes its modification time.
 type dirMeta struct {
 	name     string
-	mode     fs.FileMode
-	mtime    time.Time
-	atime    time.Time
-	uid, gid int
+	times    stamp
+	mode     uint32
+	uid, gid uint32
+	depth    int32
 }
 
+// dirList keeps dirMeta in fixed-size chunks, so that growing never
+// copies it: its memory is what the validator counts against
+// MaxDirMetadata.
+type dirList struct {
+	chunks [][]dirMeta
+	n      int
+}
+
+const dirChunk = 4096
+
+func (l *dirList) add(d dirMeta) {
+	if l.n%dirChunk == 0 {
+		l.chunks = append(l.chunks, make([]dirMeta, 0, dirChunk))
+	}
+	c := &l.chunks[len(l.chunks)-1]
+	*c = append(*c, d)
+	l.n++
+}
+
+func (l *dirList) at(i int) *dirMeta { return &l.chunks[i/dirChunk][i%dirChunk] }
+
+// sort.Interface, deepest first, then by name so that siblings are
+// together.
+func (l *dirList) Len() int { return l.n }
+func (l *dirList) Less(i, j int) bool {
+	a, b := l.at(i), l.at(j)
+	if a.depth != b.depth {
+		return a.depth > b.depth
+	}
+	return a.name < b.name
+}
+func (l *dirList) Swap(i, j int) { a, b := l.at(i), l.at(j); *a, *b = *b, *a }
+
 type extractor struct {
-	staging string
-	root    *os.Root
-	asRoot  bool
-	w       *fileWriter
-	dirs    []dirMeta
+	stage  *cursor // at the parent of the entry being written
+	links  *cursor // at the parent of a hard link's target
+	asRoot bool
+	w      *fileWriter
+	dirs   *dirList
+}
+
+func (x *extractor) closeCursors() {
+	if x.stage != nil {
+		x.stage.close()
+	}
+	if x.links != nil {
+		x.links.close()
+	}
+}
+
+// splitName splits a cleaned name into its directory ("" at the top) and
+// its last component.
+func splitName(name string) (string, string) {
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 {
+		return "", name
+	}
+	return name[:i], name[i+1:]
 }
 
 func (x *extractor) entry(h *tar.Header, name string, body io.Reader) error {
-	if dir := path.Dir(name); dir != "." {
-		if err := x.root.MkdirAll(dir, 0o700); err != nil {
-			return targetErr(name, err)
-		}
+	dir, base := splitName(name)
+	if err := x.stage.goTo(dir); err != nil {
+		return targetErr(name, err)
 	}
+	fd := x.stage.fd
+	ts := stamp{timespec(atimeOf(h)), timespec(h.ModTime)}
 	switch h.Typeflag {
 	case tar.TypeDir:
-		if err := x.root.Mkdir(name, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := unix.Mkdirat(fd, base, 0o700); err != nil && err != unix.EEXIST {
 			return targetErr(name, err)
 		}
-		x.dirs = append(x.dirs, dirMeta{name: name, mode: fileMode(h.Mode, x.asRoot), mtime: h.ModTime, atime: h.AccessTime, uid: h.Uid, gid: h.Gid})
+		x.dirs.add(dirMeta{name: name, times: ts, mode: modeBits(h.Mode, x.asRoot), uid: uint32(h.Uid), gid: uint32(h.Gid), depth: int32(strings.Count(name, "/"))})
 		return nil
 	case tar.TypeSymlink:
-		if err := x.root.Symlink(h.Linkname, name); err != nil {
+		if err := unix.Symlinkat(h.Linkname, fd, base); err != nil {
 			return targetErr(name, err)
 		}
 		if x.asRoot {
-			if err := x.root.Lchown(name, h.Uid, h.Gid); err != nil {
+			if err := unix.Fchownat(fd, base, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 				return targetErr(name, err)
 			}
 		}
-		return x.lutimes(name, h)
+		return targetErr(name, unix.UtimesNanoAt(fd, base, ts[:], unix.AT_SYMLINK_NOFOLLOW))
 	case tar.TypeLink:
 		target, _ := cleanName(h.Linkname) // checked by the validator
-		if err := x.root.Link(target, name); err != nil {
-			return targetErr(name, err)
+		tdir, tbase := splitName(target)
+		tfd := fd
+		if tdir != dir {
+			if err := x.links.goTo(tdir); err != nil {
+				return targetErr(name, err)
+			}
+			tfd = x.links.fd
 		}
-		return nil
+		return targetErr(name, unix.Linkat(tfd, tbase, fd, base, 0))
 	default: // regular file
-		return x.file(h, name, body)
+		return x.file(h, name, fd, base, ts, body)
 	}
 }
 
-func (x *extractor) file(h *tar.Header, name string, body io.Reader) error {
-	f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+func (x *extractor) file(h *tar.Header, name string, dirfd int, base string, ts stamp, body io.Reader) error {
+	ffd, err := unix.Openat(dirfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return targetErr(name, err)
 	}
+	f := os.NewFile(uintptr(ffd), base)
+	mode := modeBits(h.Mode, x.asRoot)
 	finish := func() error {
 		err := targetErr(name, f.Truncate(h.Size))
 		if err == nil && h.Size > 0 {
 			// Start writing the file back now, without waiting: the
 			// final syncfs then finds little left to do. Best effort:
 			// some filesystems do not support it.
-			_ = unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			_ = unix.SyncFileRange(ffd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 		}
 		if err == nil && x.asRoot {
-			err = targetErr(name, f.Chown(h.Uid, h.Gid))
+			err = targetErr(name, unix.Fchown(ffd, h.Uid, h.Gid))
 		}
 		if err == nil {
 			// After chown, which clears set-id bits.
-			err = targetErr(name, f.Chmod(fileMode(h.Mode, x.asRoot)))
+			err = targetErr(name, unix.Fchmod(ffd, mode))
+		}
+		if err == nil {
+			err = targetErr(name, futimens(ffd, &ts))
 		}
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = targetErr(name, cerr)
 		}
-		if err != nil {
-			return err
-		}
-		return targetErr(name, x.root.Chtimes(name, atimeOf(h), h.ModTime))
+		return err
 	}
 	return x.w.copyFile(f, name, body, h.Size, finish)
-}
-
-func (x *extractor) lutimes(name string, h *tar.Header) error {
-	ts := []unix.Timespec{unix.NsecToTimespec(atimeOf(h).UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
-	// The validator guarantees every parent is a real directory created
-	// by this extraction, so the path cannot lead elsewhere.
-	p := filepath.Join(x.staging, filepath.FromSlash(name))
-	return targetErr(name, unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW))
-}
-
-// commit moves the staged tree into dir, then applies directory metadata
-// deepest first.
-func (x *extractor) commit(dir string, overwrite, sync bool) error {
-	entries, err := os.ReadDir(x.staging)
-	if err != nil {
-		return targetErr(".", err)
-	}
-	for _, e := range entries {
-		if err := merge(filepath.Join(x.staging, e.Name()), filepath.Join(dir, e.Name()), overwrite); err != nil {
-			return err
-		}
-	}
-	target, err := os.OpenRoot(dir)
-	if err != nil {
-		return targetErr(".", err)
-	}
-	defer target.Close()
-	slices.SortFunc(x.dirs, func(a, b dirMeta) int { return strings.Count(b.name, "/") - strings.Count(a.name, "/") })
-	for _, d := range x.dirs {
-		if x.asRoot {
-			if err := target.Lchown(d.name, d.uid, d.gid); err != nil {
-				return targetErr(d.name, err)
-			}
-		}
-		if err := target.Chmod(d.name, d.mode); err != nil {
-			return targetErr(d.name, err)
-		}
-		at := d.atime
-		if at.IsZero() {
-			at = d.mtime
-		}
-		if err := target.Chtimes(d.name, at, d.mtime); err != nil {
-			return targetErr(d.name, err)
-		}
-	}
-	if !sync {
-		return nil
-	}
-	// One syncfs makes the whole restore durable at the cost of a single
-	// call, instead of an fsync per file.
-	f, err := os.Open(dir)
-	if err != nil {
-		return targetErr(".", err)
-	}
-	defer f.Close()
-	return targetErr(".", unix.Syncfs(int(f.Fd())))
-}
-
-// merge moves src to dst. Directories present on both sides are merged;
-// otherwise an existing dst is replaced only with overwrite.
-func merge(src, dst string, overwrite bool) error {
-	di, err := os.Lstat(dst)
-	if errors.Is(err, fs.ErrNotExist) {
-		return targetErr(dst, os.Rename(src, dst))
-	}
-	if err != nil {
-		return targetErr(dst, err)
-	}
-	si, err := os.Lstat(src)
-	if err != nil {
-		return targetErr(src, err)
-	}
-	if si.IsDir() && di.IsDir() {
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			return targetErr(src, err)
-		}
-		for _, e := range entries {
-			if err := merge(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), overwrite); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if !overwrite {
-		return fmt.Errorf("%w: %s already exists (set SNAPSHOT_RESTORE_IF_NOT_EMPTY=overwrite to replace it)", ErrTarget, dst)
-	}
-	if err := os.RemoveAll(dst); err != nil {
-		return targetErr(dst, err)
-	}
-	return targetErr(dst, os.Rename(src, dst))
 }
 
 func targetErr(name string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %s: %w", ErrTarget, name, err)
+	return fmt.Errorf("%w: %s: %w", ErrTarget, shortName(name), err)
 }
 
-// fileMode converts tar mode bits. Set-id bits are kept only for root,
+// modeBits converts tar mode bits. Set-id bits are kept only for root,
 // as tar does: a non-root restore would hand out another user's rights.
-func fileMode(m int64, asRoot bool) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&0o1000 != 0 {
-		mode |= fs.ModeSticky
-	}
+func modeBits(m int64, asRoot bool) uint32 {
+	mode := uint32(m & 0o1777)
 	if asRoot {
-		if m&0o4000 != 0 {
-			mode |= fs.ModeSetuid
-		}
-		if m&0o2000 != 0 {
-			mode |= fs.ModeSetgid
-		}
+		mode |= uint32(m & 0o6000)
 	}
 	return mode
 }
@@ -346,11 +423,4 @@ func atimeOf(h *tar.Header) time.Time {
 		return h.ModTime
 	}
 	return h.AccessTime
-}
-
-func atime(fi fs.FileInfo) time.Time {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return time.Unix(st.Atim.Unix())
-	}
-	return fi.ModTime()
 }

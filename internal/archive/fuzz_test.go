@@ -32,8 +32,8 @@ var fuzzEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
 // FuzzExtract feeds arbitrary tar streams (compressed here, so that the
 // fuzzer works on the structure rather than on zstd's framing) to Extract
 // and checks the promises: nothing is ever written outside the target, a
-// failed extraction leaves the target as it was, and what Verify refuses
-// Extract refuses too.
+// failed extraction leaves the target as it was, and Verify and Extract
+// refuse the same archives.
 func FuzzExtract(f *testing.F) {
 	f.Add(tarOf(testenv.Dir("a/"), testenv.File("a/f", "hello"), testenv.Symlink("l", "a/f"), testenv.Hardlink("h", "a/f")))
 	f.Add(tarOf(testenv.File("../evil", "x")))
@@ -68,14 +68,18 @@ func checkExtract(t *testing.T, data []byte) {
 		t.Fatal(err)
 	}
 	_, verr := Verify(t.Context(), bytes.NewReader(data), 1, nil)
-	_, xerr := Extract(t.Context(), bytes.NewReader(data), target, ExtractOptions{Concurrency: 1, noSync: true})
+	_, xerr := Extract(t.Context(), bytes.NewReader(data), target, ExtractOptions{Concurrency: 1, noSync: true, Token: "t1"})
 	for _, err := range []error{verr, xerr} {
 		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrTarget) {
 			t.Fatalf("unclassified error: %v", err)
 		}
 	}
-	if verr != nil && xerr == nil {
+	if verr != nil && xerr == nil && !errors.Is(verr, ErrUnverifiable) {
 		t.Fatalf("Verify refused (%v) what Extract accepted", verr)
+	}
+	// And what Verify passes, restores: Verify applies every rule.
+	if (verr == nil || errors.Is(verr, ErrUnverifiable)) && xerr != nil {
+		t.Fatalf("Extract refused (%v) what Verify accepted", xerr)
 	}
 	entries, err := os.ReadDir(parent)
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
-	"strings"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -22,41 +20,60 @@ const maxWindow = 128 << 20
 // body reads the entry's content and its errors are already classified.
 type entryFunc func(h *tar.Header, name string, body io.Reader) error
 
+// streamInfo is what the reader learnt about the zstd framing.
+type streamInfo struct {
+	frames    int64 // data frames
+	unchecked int64 // data frames without a content checksum
+}
+
+// maxSkipWarnings is how many skipped entries are named one by one; the
+// rest are counted in one last warning, so that a hostile archive of a
+// million skipped names cannot flood the log.
+const maxSkipWarnings = 20
+
 // readArchive decodes a tar+zstd stream from r, validates every entry
-// against the rules of an extraction (no absolute names, no "..", nothing
-// through a link, hard links only to earlier files) and calls fn for each.
-// It succeeds only when every zstd frame checksum matched and the tar end
-// marker was read: a stream cut at an entry or frame boundary is corrupt,
-// not short.
+// against the rules of an extraction (see validator) and calls fn for
+// each entry to restore. It succeeds only when every zstd frame checksum
+// matched and the tar end marker was read: a stream cut at an entry or
+// frame boundary is corrupt, not short.
 //
 // Errors from r are returned as they are (they are the store's); all
 // other decoding problems wrap ErrCorrupt or ErrUnsafe.
-func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, fn entryFunc) (Stats, error) {
+func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits, fn entryFunc) (Stats, streamInfo, error) {
 	var st Stats
+	var info streamInfo
 	src := &sourceReader{r: r}
-	zr, err := zstd.NewReader(src,
+	frames := newFrameInspector(src)
+	zr, err := zstd.NewReader(frames,
 		zstd.WithDecoderConcurrency(concurrency),
 		zstd.WithDecoderMaxWindow(maxWindow),
 	)
 	if err != nil {
-		return st, err
+		return st, info, err
 	}
 	defer zr.Close()
 	end := &endReader{r: zr}
 	tr := tar.NewReader(end)
-	v := newValidator()
-	fail := func(err error) (Stats, error) {
+	v := newValidator(lim)
+	fail := func(err error) (Stats, streamInfo, error) {
 		if serr := src.failure(); serr != nil {
-			return st, serr
+			return st, info, serr
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return st, context.Cause(ctx)
+			return st, info, context.Cause(ctx)
 		}
-		return st, err
+		return st, info, err
+	}
+	skipped := 0
+	skip := func(msg, name string, args ...any) {
+		st.Skipped++
+		if skipped++; skipped <= maxSkipWarnings {
+			log.Warn(msg, append([]any{"path", shortName(name)}, args...)...)
+		}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return st, context.Cause(ctx)
+			return st, info, context.Cause(ctx)
 		}
 		end.mark()
 		h, err := tr.Next()
@@ -67,36 +84,39 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 			break
 		}
 		if errors.Is(err, tar.ErrInsecurePath) {
-			return fail(fmt.Errorf("%w: entry %q: %w", ErrUnsafe, h.Name, err))
+			return fail(fmt.Errorf("%w: entry %s: %w", ErrUnsafe, quote(h.Name), err))
 		}
 		if err != nil {
 			return fail(corrupt(err))
 		}
-		name, err := v.check(h)
+		vd, err := v.check(h)
 		if err != nil {
 			return fail(err)
 		}
-		if name == "" {
-			continue // the root itself, a global header, a skipped type
-		}
-		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeGNUSparse:
-			st.Files++
-			st.Bytes += h.Size
-		case tar.TypeDir:
-			st.Dirs++
-		case tar.TypeSymlink:
-			st.Symlinks++
-		case tar.TypeLink:
-			st.HardLinks++
-		default:
-			st.Skipped++
-			log.Warn("skipped an entry of a type that is never restored", "path", name, "type", string(h.Typeflag))
-			continue
-		}
 		body := &bodyReader{r: tr}
-		if err := fn(h, name, body); err != nil {
-			return fail(err)
+		switch vd.act {
+		case actRestore:
+			switch h.Typeflag {
+			case tar.TypeDir:
+				st.Dirs++
+			case tar.TypeSymlink:
+				st.Symlinks++
+			case tar.TypeLink:
+				st.HardLinks++
+			default:
+				st.Files++
+				st.Bytes += h.Size
+			}
+			if err := fn(h, vd.name, body); err != nil {
+				return fail(err)
+			}
+		case actSkipType:
+			skip("skipped an entry of a type that is never restored", vd.name, "type", string(h.Typeflag))
+			if err := skipHeaderOnlyBody(h, end); err != nil {
+				return fail(err)
+			}
+		case actSkipName:
+			skip("skipped an entry a restore never writes", vd.name, "reason", vd.reason)
 		}
 		// The entry's remaining bytes must be read now so that mark()
 		// sees only padding and headers.
@@ -110,9 +130,40 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		return fail(corrupt(err))
 	}
 	if serr := src.failure(); serr != nil {
-		return st, serr
+		return st, info, serr
 	}
-	return st, nil
+	if skipped > maxSkipWarnings {
+		log.Warn("skipped more entries than were named", "named", maxSkipWarnings, "skipped", skipped)
+	}
+	if n, unchecked, ok := frames.counts(); ok {
+		info = streamInfo{frames: n, unchecked: unchecked}
+	}
+	return st, info, nil
+}
+
+// skipHeaderOnlyBody passes over the content of a device or FIFO entry
+// whose header gives it a size. POSIX leaves such a size unspecified;
+// GNU tar, listing an archive, passes over that many bytes, and so must
+// we, or they would be read as the next header. archive/tar assumes such
+// entries have no content and reads nothing, so the bytes are taken from
+// the stream below it: it reads exactly the blocks it needs.
+func skipHeaderOnlyBody(h *tar.Header, r io.Reader) error {
+	switch h.Typeflag {
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		return nil
+	}
+	if h.Size <= 0 {
+		return nil
+	}
+	n := (h.Size + 511) &^ 511
+	if m, err := io.CopyN(io.Discard, r, n); err != nil {
+		if err == io.EOF {
+			return corruptf("%s: content ends after %d of %d bytes", quote(h.Name), m, h.Size)
+		}
+		return corrupt(err)
+	}
+	return nil
 }
 
 func corruptf(format string, args ...any) error {
@@ -202,103 +253,4 @@ func (zeroWriter) Write(p []byte) (int, error) {
 		return 0, errors.New("data after the tar end marker")
 	}
 	return len(p), nil
-}
-
-// kind records what an accepted name is, to judge later entries.
-type kind uint8
-
-const (
-	kindImplicitDir kind = iota + 1 // a parent no entry named yet
-	kindDir
-	kindFile
-	kindSymlink
-)
-
-// validator applies the extraction safety rules. It keeps one small map
-// entry per name: the only state that grows with the archive.
-type validator struct {
-	seen map[string]kind
-}
-
-func newValidator() *validator { return &validator{seen: make(map[string]kind)} }
-
-// cleanName returns name relative and cleaned, "" for the root, or an
-// ErrUnsafe error.
-func cleanName(name string) (string, error) {
-	switch {
-	case name == "":
-		return "", fmt.Errorf("%w: empty entry name", ErrUnsafe)
-	case strings.ContainsRune(name, 0):
-		return "", fmt.Errorf("%w: entry name %q contains NUL", ErrUnsafe, name)
-	case strings.HasPrefix(name, "/"):
-		return "", fmt.Errorf("%w: absolute entry name %q", ErrUnsafe, name)
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("%w: entry name %q leaves the target", ErrUnsafe, name)
-		}
-	}
-	c := path.Clean(name)
-	if c == "." {
-		return "", nil
-	}
-	return c, nil
-}
-
-// check validates h and returns its cleaned name, or "" when the entry
-// is to be passed over (the root directory, PAX global headers).
-func (v *validator) check(h *tar.Header) (string, error) {
-	if h.Typeflag == tar.TypeXGlobalHeader {
-		return "", nil
-	}
-	name, err := cleanName(h.Name)
-	if err != nil || name == "" {
-		return "", err
-	}
-	// Every parent must be a directory; one that is a symlink or a file
-	// would make the entry land somewhere else.
-	for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
-		switch v.seen[dir] {
-		case 0:
-			v.seen[dir] = kindImplicitDir
-		case kindSymlink:
-			return "", fmt.Errorf("%w: entry %q would be written through the symlink %q", ErrUnsafe, name, dir)
-		case kindFile:
-			return "", fmt.Errorf("%w: entry %q would be written below the file %q", ErrUnsafe, name, dir)
-		}
-	}
-	var k kind
-	switch h.Typeflag {
-	case tar.TypeDir:
-		k = kindDir
-	case tar.TypeSymlink:
-		if h.Linkname == "" {
-			return "", fmt.Errorf("%w: symlink %q has no target", ErrCorrupt, name)
-		}
-		k = kindSymlink
-	case tar.TypeLink:
-		target, err := cleanName(h.Linkname)
-		if err != nil {
-			return "", fmt.Errorf("%w: hard link %q points outside the target: %w", ErrUnsafe, name, err)
-		}
-		if v.seen[target] != kindFile {
-			return "", fmt.Errorf("%w: hard link %q points to %q, which is not a file earlier in the archive", ErrUnsafe, name, h.Linkname)
-		}
-		k = kindFile
-	case tar.TypeReg, tar.TypeGNUSparse:
-		if h.Size < 0 {
-			return "", fmt.Errorf("%w: entry %q has a negative size", ErrCorrupt, name)
-		}
-		k = kindFile
-	default:
-		return name, nil // reported and skipped by the caller
-	}
-	switch prev := v.seen[name]; {
-	case prev == 0:
-	case prev == kindImplicitDir && k == kindDir:
-	default:
-		return "", fmt.Errorf("%w: entry %q appears twice", ErrUnsafe, name)
-	}
-	v.seen[name] = k
-	return name, nil
 }

@@ -2,13 +2,17 @@ package archive
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 // readAheadTree makes n regular files over two directories, plus a FIFO
@@ -43,10 +47,10 @@ type hintLog struct {
 	paths []string
 }
 
-func (h *hintLog) hint(p string) {
+func (h *hintLog) hint(rel string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.paths = append(h.paths, p)
+	h.paths = append(h.paths, rel)
 }
 
 func (h *hintLog) sorted() []string {
@@ -65,44 +69,77 @@ func (h *hintLog) waitFor(n int) []string {
 	return h.sorted()
 }
 
-func TestReadAheadStaysAWindowAhead(t *testing.T) {
+// The read-ahead hints what the walk queues for the archiver: the regular
+// files right after the one being archived, readAheadFiles of them, and
+// nothing else (no FIFO, no symlink, nothing further on).
+func TestReadAheadHintsTheQueuedFiles(t *testing.T) {
 	src, files := readAheadTree(t, 3*readAheadFiles)
+	rels := make([]string, len(files))
+	for i, f := range files {
+		rels[i], _ = filepath.Rel(src, f)
+	}
 	var log hintLog
-	ra := startReadAhead(t.Context(), src, log.hint)
-	defer ra.stop()
-
-	// The archiver has finished nothing: exactly the first window.
-	if got := log.waitFor(readAheadFiles); !slices.Equal(got, files[:readAheadFiles]) {
-		t.Fatalf("hinted %d files %q..., want the first %d regular files", len(got), got[:min(3, len(got))], readAheadFiles)
-	}
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		_, err := Write(t.Context(), io.Discard, src, WriteOptions{hint: log.hint, afterHeader: func(rel string) {
+			once.Do(func() { close(stalled); <-release })
+		}})
+		done <- err
+	}()
+	<-stalled
+	// The archiver stands on the first file: the next readAheadFiles are
+	// queued and hinted; the first may or may not have been.
+	got := log.waitFor(readAheadFiles)
 	time.Sleep(100 * time.Millisecond)
-	if got := log.sorted(); len(got) != readAheadFiles {
-		t.Fatalf("hinted %d files while the archiver stood still, want %d", len(got), readAheadFiles)
+	got = log.sorted()
+	want := rels[1 : 1+readAheadFiles]
+	if len(got) == readAheadFiles+1 {
+		want = rels[:1+readAheadFiles]
 	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("hinted %d files %q..., want the %d after the one being archived", len(got), got[:min(3, len(got))], readAheadFiles)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range log.sorted() {
+		if !strings.HasSuffix(h, ".pcap") {
+			t.Errorf("hinted %s, which is not a regular file", h)
+		}
+	}
+}
 
-	// Each finished file moves the window by one.
-	for range 10 {
-		ra.fileDone()
-	}
-	if got := log.waitFor(readAheadFiles + 10); !slices.Equal(got, files[:readAheadFiles+10]) {
-		t.Fatalf("after 10 files hinted %d, want the first %d", len(got), readAheadFiles+10)
-	}
-
-	// Files the archiver passed before they were hinted are skipped; the
-	// window then runs from where the archiver is.
-	for range 100 {
-		ra.fileDone()
-	}
-	want := slices.Concat(files[:readAheadFiles+10], files[110:110+readAheadFiles])
-	if got := log.waitFor(len(want)); !slices.Equal(got, want) {
-		t.Fatalf("after 110 files hinted %d, want %d: the first %d and %d from the 110th", len(got), len(want), readAheadFiles+10, readAheadFiles)
-	}
-
-	ra.stop()
-	n := len(log.sorted())
-	time.Sleep(50 * time.Millisecond)
-	if len(log.sorted()) != n {
-		t.Fatal("hints after stop")
+// The walk is the archiver's: each directory is opened once by Write and
+// once by Scan, whatever the read-ahead does.
+func TestWriteWalksOnce(t *testing.T) {
+	src := t.TempDir()
+	testenv.MakeTree(t, src)
+	for _, ra := range []bool{true, false} {
+		opened := map[string]int{}
+		archiveOf(t, src, WriteOptions{noReadAhead: !ra, openedDir: func(rel string) { opened[rel]++ }})
+		sc := map[string]int{}
+		if _, err := Scan(t.Context(), src, WriteOptions{openedDir: func(rel string) { sc[rel]++ }}); err != nil {
+			t.Fatal(err)
+		}
+		dirs := 1 // the root
+		for _, e := range testenv.ReadTree(t, src, nil) {
+			if e.Type == "dir" {
+				dirs++
+			}
+		}
+		for name, m := range map[string]map[string]int{"Write": opened, "Scan": sc} {
+			if len(m) != dirs {
+				t.Errorf("%s (read-ahead %v) opened %d directories, the tree has %d", name, ra, len(m), dirs)
+			}
+			for rel, n := range m {
+				if n != 1 {
+					t.Errorf("%s (read-ahead %v) opened %q %d times", name, ra, rel, n)
+				}
+			}
+		}
 	}
 }
 
@@ -128,23 +165,32 @@ func TestWriteLeavesNoFileOpen(t *testing.T) {
 	}
 }
 
-// stop returns only when no hint is running: Write's caller may remove or
+// Write returns only when no hint is running: its caller may remove or
 // unmount the source next.
-func TestReadAheadStopWaitsForHints(t *testing.T) {
+func TestWriteWaitsForHints(t *testing.T) {
 	src, _ := readAheadTree(t, 10)
-	started, release := make(chan struct{}, readAheadFiles), make(chan struct{})
-	ra := startReadAhead(t.Context(), src, func(string) {
-		started <- struct{}{}
-		<-release
-	})
-	<-started
-	stopped := make(chan struct{})
-	go func() { ra.stop(); close(stopped) }()
+	started, release := make(chan struct{}, 100), make(chan struct{})
+	done := make(chan error, 1)
+	var once sync.Once
+	go func() {
+		_, err := Write(t.Context(), io.Discard, src, WriteOptions{
+			hint: func(string) {
+				started <- struct{}{}
+				<-release
+			},
+			// Held on the first file until a hint runs, so that the
+			// files queued behind it are hinted, not passed.
+			afterHeader: func(string) { once.Do(func() { started <- <-started }) },
+		})
+		done <- err
+	}()
 	select {
-	case <-stopped:
-		t.Fatal("stop returned while a hint was still running")
+	case <-done:
+		t.Fatal("Write returned while a hint was still running")
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
-	<-stopped
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -8,15 +8,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync/atomic"
-	"syscall"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
-// WriteOptions tune Write.
+// WriteOptions tune Write (and Scan, which applies the same rules).
 type WriteOptions struct {
 	// Level is a key of Levels; empty means "fastest".
 	Level string
@@ -27,6 +26,22 @@ type WriteOptions struct {
 	Logger *slog.Logger
 	// Progress, if set, is advanced by the source bytes archived.
 	Progress *atomic.Int64
+	// Exclude lists directories (absolute paths) to leave out of the
+	// snapshot wherever the walk meets them, matched by device and inode
+	// so that neither a symlink nor a bind mount brings one back in.
+	// Each one met is reported with a warning. A path that does not exist
+	// yet is looked for again as the walk goes on. The root itself being
+	// one fails with ErrSource.
+	Exclude []string
+	// Reserved, if set, is called with the relative, slash-separated path
+	// of each entry skipped because its name starts with ReservedPrefix,
+	// in the walk's order, from the goroutine that called Write or Scan.
+	Reserved func(rel string)
+	// BeforeEnd, if set, is called once the whole tree is archived and
+	// before the tar end marker is written. Its error is returned as it
+	// is and the stream is left without an end marker, so that no reader
+	// takes it for a complete snapshot and a store does not complete it.
+	BeforeEnd func() error
 
 	// Test hooks: change a file before it is opened, or between its
 	// header and its content, as live captures and rotations do.
@@ -34,74 +49,61 @@ type WriteOptions struct {
 	afterHeader func(rel string)
 	// noReadAhead turns the read-ahead off, to measure what it buys.
 	noReadAhead bool
+	// hint replaces the read-ahead's hint (tests see what it hints).
+	hint func(rel string)
+	// openedDir is called each time the walk opens a directory.
+	openedDir func(rel string)
 }
 
-// Scan walks dir as Write would and counts what it would store, so that
-// callers know the size before streaming (part sizes, progress ETA).
-func Scan(ctx context.Context, dir string) (Stats, error) {
+// Scan walks dir by the rules of Write with opts (the symlinked root,
+// Exclude, reserved names, lost+found; Reserved is called likewise) and
+// counts what Write would store, each multiply-linked file once, so that
+// callers know the size before streaming (part sizes, progress ETA). It
+// logs nothing: Write reports what it skips.
+func Scan(ctx context.Context, dir string, opts WriteOptions) (Stats, error) {
+	root, ex, err := openRoot(dir, opts.Exclude)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer root.release()
 	var st Stats
-	err := walk(ctx, dir, nil, func(_, _ string, d fs.DirEntry) error {
-		switch {
-		case d.IsDir():
+	links := map[fileID]struct{}{}
+	w := &walker{ctx: ctx, opts: walkOptions{statFiles: true, openedDir: opts.openedDir}, excl: ex}
+	w.emit = func(e *entry) error {
+		switch e.kind {
+		case entDir:
 			st.Dirs++
-		case d.Type()&fs.ModeSymlink != 0:
+		case entSymlink:
 			st.Symlinks++
-		case d.Type().IsRegular():
-			fi, err := d.Info()
-			if err != nil {
-				return nil // vanished; Write will say so
+		case entFile:
+			if e.st.Nlink > 1 {
+				id := idOf(&e.st)
+				if _, ok := links[id]; ok {
+					st.HardLinks++
+					return nil
+				}
+				links[id] = struct{}{}
 			}
 			st.Files++
-			st.Bytes += fi.Size()
+			st.Bytes += e.st.Size
+		case entExcluded:
+			st.Excluded++
+		case entReserved:
+			st.Excluded++
+			if opts.Reserved != nil {
+				opts.Reserved(e.rel)
+			}
 		default:
 			st.Skipped++
 		}
 		return nil
-	})
-	return st, err
-}
-
-// walk calls fn for every entry under dir in lexical order, skipping the
-// root itself and lost+found at the root. Entries that vanish during the
-// walk are skipped with a warning; other errors wrap ErrSource.
-func walk(ctx context.Context, dir string, log *slog.Logger, fn func(path, rel string, d fs.DirEntry) error) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrSource, err)
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%w: %s is not a directory", ErrSource, dir)
-	}
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if cerr := ctx.Err(); cerr != nil {
-			return context.Cause(ctx)
-		}
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && path != dir {
-				if log != nil {
-					log.Warn("skipped an entry that vanished during the backup", "path", path)
-				}
-				return nil
-			}
-			return fmt.Errorf("%w: %w", ErrSource, err)
-		}
-		if path == dir {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, path)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrSource, err)
-		}
-		rel = filepath.ToSlash(rel)
-		if rel == lostFound && d.IsDir() {
-			return filepath.SkipDir
-		}
-		return fn(path, rel, d)
-	})
+	return st, w.walk(root)
 }
 
 // Write streams dir as tar+zstd into w. Errors reading the tree wrap
-// ErrSource; errors from w are returned as they are.
+// ErrSource; errors from w and from opts.BeforeEnd are returned as they
+// are.
 func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Stats, error) {
 	level, err := encoderLevel(opts.Level)
 	if err != nil {
@@ -111,8 +113,13 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	root, ex, err := openRoot(dir, opts.Exclude)
+	if err != nil {
+		return Stats{}, err
+	}
 	zw, err := newFrameWriter(w, level, frameSize(level), opts.Concurrency)
 	if err != nil {
+		root.release()
 		return Stats{}, err
 	}
 	aw := &archiver{
@@ -121,14 +128,24 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		progress: opts.Progress,
 		links:    make(map[fileID]string),
 		buf:      make([]byte, 1<<20),
+		reserved: opts.Reserved,
 		before:   opts.beforeOpen,
 		after:    opts.afterHeader,
 	}
-	if !opts.noReadAhead {
-		aw.ra = startReadAhead(ctx, dir, hintFile)
-		defer aw.ra.stop()
+	var hint func(*entry)
+	switch {
+	case opts.noReadAhead:
+	case opts.hint != nil:
+		hint = func(e *entry) { opts.hint(e.rel) }
+	default:
+		hint = hintFile
 	}
-	err = walk(ctx, dir, log, aw.add)
+	p := startPipeline(ctx, root, ex, walkOptions{openedDir: opts.openedDir}, hint)
+	err = aw.consume(ctx, p)
+	p.stop()
+	if err == nil && opts.BeforeEnd != nil {
+		err = opts.BeforeEnd()
+	}
 	if err == nil {
 		err = aw.tw.Close()
 	}
@@ -140,8 +157,6 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	return aw.st, zw.Close()
 }
 
-type fileID struct{ dev, ino uint64 }
-
 type archiver struct {
 	tw       *tar.Writer
 	log      *slog.Logger
@@ -149,43 +164,91 @@ type archiver struct {
 	links    map[fileID]string // first name of each multiply-linked file
 	buf      []byte
 	st       Stats
+	reserved func(rel string)
 	before   func(rel string)
 	after    func(rel string)
-	ra       *readAhead // nil when off
+	paths    int   // entries written, against MaxNames
+	dirMeta  int64 // what a restore will keep of the directories, against MaxDirMetadata
 }
 
-func (a *archiver) add(path, rel string, d fs.DirEntry) error {
-	switch t := d.Type(); {
-	case t.IsDir():
-		fi, err := d.Info()
+// consume archives the pipeline's entries in order, until the walk ends
+// or an entry fails; then the walk's own error, if any.
+func (a *archiver) consume(ctx context.Context, p *pipeline) error {
+	for e := range p.entries {
+		// The walk may be done already; the archiver's part need not be.
+		if ctx.Err() != nil {
+			p.done(e)
+			return context.Cause(ctx)
+		}
+		if e.kind == entFile {
+			p.take(e)
+		}
+		err := a.add(e)
+		p.done(e)
 		if err != nil {
-			return a.vanished(rel, err)
+			return err
 		}
-		a.st.Dirs++
-		return a.writeHeader(header(fi, rel+"/", tar.TypeDir))
-	case t&fs.ModeSymlink != 0:
-		fi, err := d.Info()
-		if err != nil {
-			return a.vanished(rel, err)
-		}
-		target, err := os.Readlink(path)
-		if err != nil {
-			return a.vanished(rel, err)
-		}
-		h := header(fi, rel, tar.TypeSymlink)
-		h.Linkname = target
-		a.st.Symlinks++
-		return a.writeHeader(h)
-	case t.IsRegular():
-		err := a.addFile(path, rel)
-		if a.ra != nil {
-			a.ra.fileDone()
-		}
+	}
+	return p.err
+}
+
+func (a *archiver) add(e *entry) error {
+	if err := a.withinBounds(e); err != nil {
 		return err
+	}
+	switch e.kind {
+	case entDir:
+		a.st.Dirs++
+		return a.tw.WriteHeader(header(&e.st, e.rel+"/", tar.TypeDir))
+	case entSymlink:
+		h := header(&e.st, e.rel, tar.TypeSymlink)
+		h.Linkname = e.target
+		a.st.Symlinks++
+		return a.tw.WriteHeader(h)
+	case entFile:
+		return a.addFile(e)
+	case entSpecial:
+		a.skip(e.rel, e.typ)
+	case entVanished:
+		a.vanished(e.rel)
+	case entReplaced:
+		a.replaced(e.rel)
+	case entExcluded:
+		a.st.Excluded++
+		a.log.Warn("left an excluded directory out of the snapshot", "path", e.rel, "excluded", e.excluded)
+	case entReserved:
+		a.st.Excluded++
+		a.log.Debug("skipped an entry of the job's own", "path", e.rel)
+		if a.reserved != nil {
+			a.reserved(e.rel)
+		}
+	}
+	return nil
+}
+
+// withinBounds refuses, before it is written, an entry that would make
+// the archive one that restore refuses (limits.go): a backup that cannot
+// be restored is worse than one that fails.
+func (a *archiver) withinBounds(e *entry) error {
+	switch e.kind {
+	case entDir, entSymlink, entFile:
 	default:
-		a.skip(rel, t)
 		return nil
 	}
+	a.paths++
+	if a.paths > MaxNames {
+		return fmt.Errorf("%w: the source holds more than %d files, directories and links (MaxNames), more than a restore accepts; back up its subdirectories as separate snapshots", ErrSource, MaxNames)
+	}
+	if e.kind == entSymlink && len(e.target) > MaxSymlinkTarget {
+		return fmt.Errorf("%w: symlink %s has a target of %d bytes; a restore accepts at most %d", ErrSource, shortPath(e.rel), len(e.target), MaxSymlinkTarget)
+	}
+	if e.kind == entDir {
+		a.dirMeta += int64(len(e.rel)) + dirMetaOverhead
+		if a.dirMeta > MaxDirMetadata {
+			return fmt.Errorf("%w: the source's directories need more than %d MiB to restore (MaxDirMetadata: their names plus %d bytes each); back up its subdirectories as separate snapshots", ErrSource, MaxDirMetadata>>20, dirMetaOverhead)
+		}
+	}
+	return nil
 }
 
 func (a *archiver) skip(rel string, t fs.FileMode) {
@@ -193,69 +256,76 @@ func (a *archiver) skip(rel string, t fs.FileMode) {
 	a.log.Warn("skipped a special file: only regular files, directories and links are archived", "path", rel, "type", t.Type().String())
 }
 
-// vanished turns a missing entry into a warning (capture tools rotate files
-// all the time) and anything else into a source error.
-func (a *archiver) vanished(rel string, err error) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		a.st.Skipped++
-		a.log.Warn("skipped an entry that vanished during the backup", "path", rel)
-		return nil
-	}
-	return fmt.Errorf("%w: %s: %w", ErrSource, rel, err)
+// vanished and replaced are warnings, not errors: capture tools rotate
+// files all the time.
+func (a *archiver) vanished(rel string) {
+	a.st.Skipped++
+	a.log.Warn("skipped an entry that vanished during the backup", "path", rel)
 }
 
-func (a *archiver) addFile(path, rel string) error {
+func (a *archiver) replaced(rel string) {
+	a.st.Skipped++
+	a.log.Warn("skipped an entry that was replaced by another kind of file during the backup", "path", rel)
+}
+
+func (a *archiver) addFile(e *entry) error {
 	if a.before != nil {
-		a.before(rel)
+		a.before(e.rel)
 	}
-	// O_NONBLOCK: if the file was swapped for a FIFO since the directory
-	// was read, open must not block. O_NOFOLLOW: nor for a symlink.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return a.vanished(rel, fs.ErrNotExist)
-		}
-		return a.vanished(rel, err)
+	// Relative to the directory the walk listed it in. O_NONBLOCK: if the
+	// file was swapped for a FIFO since the directory was read, open must
+	// not block. O_NOFOLLOW: nor lead through a symlink.
+	fd, err := retryEINTR(func() (int, error) {
+		return unix.Openat(e.dir.fd, e.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	})
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		a.vanished(e.rel)
+		return nil
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENXIO): // now a symlink, a socket
+		a.replaced(e.rel)
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: %s: %w", ErrSource, shortPath(e.rel), err)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrSource, rel, err)
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrSource, shortPath(e.rel), err)
 	}
-	if !fi.Mode().IsRegular() {
-		a.skip(rel, fi.Mode())
+	if st.Mode&unix.S_IFMT != unix.S_IFREG { // swapped since the listing
+		a.replaced(e.rel)
 		return nil
 	}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && sys.Nlink > 1 {
-		id := fileID{uint64(sys.Dev), sys.Ino}
+	if st.Nlink > 1 {
+		id := idOf(&st)
 		if first, ok := a.links[id]; ok {
-			h := header(fi, rel, tar.TypeLink)
+			h := header(&st, e.rel, tar.TypeLink)
 			h.Linkname = first
-			h.Size = 0
 			a.st.HardLinks++
-			return a.writeHeader(h)
+			return a.tw.WriteHeader(h)
 		}
-		a.links[id] = rel
+		a.links[id] = e.rel
 	}
-	h := header(fi, rel, tar.TypeReg)
-	if err := a.writeHeader(h); err != nil {
+	h := header(&st, e.rel, tar.TypeReg)
+	if err := a.tw.WriteHeader(h); err != nil {
 		return err
 	}
 	a.st.Files++
 	if a.after != nil {
-		a.after(rel)
+		a.after(e.rel)
 	}
-	return a.copyContent(f, rel, h.Size)
+	return a.copyContent(fd, e.rel, h.Size)
 }
 
 // copyContent writes exactly size bytes of f: the header already promised
 // them. Capture files change while they are read; a file that shrank is
 // padded with zeros, one that grew is cut at size, and both are reported.
-func (a *archiver) copyContent(f *os.File, rel string, size int64) error {
+func (a *archiver) copyContent(fd int, rel string, size int64) error {
 	var n int64
 	for n < size {
 		chunk := a.buf[:min(int64(len(a.buf)), size-n)]
-		m, err := f.Read(chunk)
+		m, err := retryEINTR(func() (int, error) { return unix.Read(fd, chunk) })
 		if m > 0 {
 			if _, werr := a.tw.Write(chunk[:m]); werr != nil {
 				return werr
@@ -266,11 +336,11 @@ func (a *archiver) copyContent(f *os.File, rel string, size int64) error {
 				a.progress.Add(int64(m))
 			}
 		}
-		if err == io.EOF {
-			break
-		}
 		if err != nil {
-			return fmt.Errorf("%w: reading %s: %w", ErrSource, rel, err)
+			return fmt.Errorf("%w: reading %s: %w", ErrSource, shortPath(rel), err)
+		}
+		if m == 0 {
+			break
 		}
 	}
 	if n < size {
@@ -287,50 +357,44 @@ func (a *archiver) copyContent(f *os.File, rel string, size int64) error {
 			"path", rel, "header_size", size, "read", n)
 		return nil
 	}
-	if fi, err := f.Stat(); err == nil && fi.Size() > size {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil && st.Size > size {
 		a.st.Changed++
 		a.log.Warn("file grew while it was archived; stored the size it had when its header was written",
-			"path", rel, "stored", size, "size_now", fi.Size())
+			"path", rel, "stored", size, "size_now", st.Size)
 	}
 	return nil
-}
-
-func (a *archiver) writeHeader(h *tar.Header) error {
-	return a.tw.WriteHeader(h)
 }
 
 // header builds a PAX header by hand rather than with tar.FileInfoHeader,
 // which looks user and group names up: numeric ids are what a restore
 // into another pod can use.
-func header(fi fs.FileInfo, name string, typ byte) *tar.Header {
+func header(st *unix.Stat_t, name string, typ byte) *tar.Header {
 	h := &tar.Header{
 		Typeflag: typ,
 		Name:     name,
-		Mode:     tarMode(fi.Mode()),
-		ModTime:  fi.ModTime(),
-		Format:   tar.FormatPAX, // keeps nanosecond mtimes and long names
+		// Permissions, setuid, setgid and sticky: tar's mode bits are
+		// the kernel's.
+		Mode:    int64(st.Mode & 0o7777),
+		ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		Format:  tar.FormatPAX, // keeps nanosecond mtimes and long names
 	}
 	if typ == tar.TypeReg {
-		h.Size = fi.Size()
-	}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		h.Uid, h.Gid = int(sys.Uid), int(sys.Gid)
+		h.Size = st.Size
 	}
 	return h
 }
 
-func tarMode(m fs.FileMode) int64 {
-	mode := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		mode |= 0o4000
+// FrameSize is the size of the zstd frames Write makes at level (a key of
+// Levels): the compressor holds (workers + 2) × 2 of them.
+func FrameSize(level string) int64 {
+	l, err := encoderLevel(level)
+	if err != nil {
+		l = zstd.SpeedBestCompression // the largest
 	}
-	if m&fs.ModeSetgid != 0 {
-		mode |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		mode |= 0o1000
-	}
-	return mode
+	return int64(frameSize(l))
 }
 
 // frameSize is the size of the independent zstd frames: 4 MiB keeps the

@@ -3,14 +3,12 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -25,6 +23,12 @@ var ErrInvalid = errors.New("invalid configuration")
 // Config is everything the job reads from the environment. Field tags name
 // the variable after the SNAPSHOT_ prefix.
 type Config struct {
+	// AllowUnknown comes first: envconfig stops at the first value it
+	// cannot parse, and the unknown-variable check needs this one.
+	AllowUnknown bool `envconfig:"ALLOW_UNKNOWN"`
+	// ProviderDetected: SNAPSHOT_CLOUD_PROVIDER was unset and Provider was
+	// chosen from the one provider whose settings are present.
+	ProviderDetected  bool     `ignored:"true"`
 	Provider          string   `envconfig:"CLOUD_PROVIDER"`
 	Prefix            string   `envconfig:"CLOUD_PREFIX"`
 	SourceDir         string   `envconfig:"SOURCE_DIR" default:"/snapshots"`
@@ -124,18 +128,48 @@ const (
 // Load reads the configuration from the process environment and
 // validates it. The error lists every problem found, each naming its
 // variable and the accepted values. Warnings report SNAPSHOT_* variables
-// that are not known, with the nearest known name.
+// that are not known, with the nearest known name; a misspelt safety
+// setting is a problem instead (see UnknownVariables).
 func Load() (Config, []string, error) {
-	warnings := UnknownVariables(os.Environ())
 	var c Config
-	if err := process(&c); err != nil {
-		return c, warnings, err
+	err := process(&c)
+	warnings, problems := UnknownVariables(os.Environ(), c.AllowUnknown)
+	if err != nil {
+		return c, warnings, errors.Join(err, invalid(problems))
 	}
 	c.Prefix = NormalizePrefix(c.Prefix)
+	c.detectProvider()
 	if c.Restore.Dir == "" {
 		c.Restore.Dir = c.SourceDir
 	}
-	return c, warnings, c.validate()
+	return c, warnings, invalid(append(problems, c.problems()...))
+}
+
+// detectProvider picks the provider when SNAPSHOT_CLOUD_PROVIDER is unset
+// and exactly one provider's required setting is: upstream Kubeshark's
+// ConfigMaps carry the bucket or account but no provider key.
+func (c *Config) detectProvider() {
+	if c.Provider != "" {
+		return
+	}
+	var found []string
+	for _, p := range []struct{ name, value string }{
+		{"s3", c.S3.Bucket}, {"azblob", c.Azure.Account}, {"file", c.File.Dir},
+	} {
+		if p.value != "" {
+			found = append(found, p.name)
+		}
+	}
+	if len(found) == 1 {
+		c.Provider, c.ProviderDetected = found[0], true
+	}
+}
+
+func invalid(problems []string) error {
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
 }
 
 // NormalizePrefix adds the trailing '/' a non-empty prefix needs and drops
@@ -149,12 +183,24 @@ func NormalizePrefix(p string) string {
 }
 
 func process(c *Config) error {
-	// A ConfigMap often carries keys with empty values; they mean "not
-	// set" to an operator, while envconfig would skip the default and
-	// fail to parse "" as a number.
+	// One rule for every variable, secrets included: surrounding white
+	// space (spaces, tabs, CR, LF) is not part of the value. YAML block
+	// scalars (|) end values with a line break and pasted keys often
+	// carry one; no bucket, number or key ever ends with one. A value
+	// that is only white space means "not set", as ConfigMaps often carry
+	// keys with empty values (envconfig would otherwise skip the default
+	// and fail to parse "" as a number). envconfig reads only the process
+	// environment, so the trimmed value is put back there.
 	for _, name := range KnownVariables() {
-		if v, ok := os.LookupEnv(name); ok && strings.TrimSpace(v) == "" {
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			continue
+		}
+		switch t := strings.TrimSpace(v); {
+		case t == "":
 			os.Unsetenv(name)
+		case t != v:
+			os.Setenv(name, t)
 		}
 	}
 	err := envconfig.Process(Prefix, c)
@@ -178,7 +224,9 @@ func describeParseError(pe *envconfig.ParseError) string {
 	return pe.Err.Error()
 }
 
-func (c Config) validate() error {
+// problems checks every value and returns what is wrong, each starting
+// with the variable's name.
+func (c Config) problems() []string {
 	var problems []string
 	bad := func(name, format string, args ...any) {
 		problems = append(problems, Prefix+"_"+name+": "+fmt.Sprintf(format, args...))
@@ -189,13 +237,17 @@ func (c Config) validate() error {
 		}
 	}
 	if c.Provider == "" {
-		bad("CLOUD_PROVIDER", "is required; use one of %s", quoteList(Providers))
+		bad("CLOUD_PROVIDER", "is required unless exactly one of SNAPSHOT_AWS_BUCKET, SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_FILE_DIR is set; use one of %s", quoteList(Providers))
 	} else {
 		oneOf("CLOUD_PROVIDER", c.Provider, Providers)
 	}
-	if !nameRE.MatchString(c.Name) {
-		bad("NAME", "%q is not accepted; use lower-case letters, digits and '-', starting with a letter or digit", c.Name)
+	check := func(name, problem string) {
+		if problem != "" {
+			bad(name, "%s", problem)
+		}
 	}
+	check("NAME", checkName(c.Name))
+	check("CLOUD_PREFIX", checkPrefix(c.Prefix, c.Name))
 	oneOf("MODE", c.Mode, Verbs)
 	oneOf("COMPRESSION_LEVEL", c.CompressionLevel, CompressionLevels)
 	if c.UploadConcurrency < 1 || c.UploadConcurrency > 64 {
@@ -217,8 +269,8 @@ func (c Config) validate() error {
 			bad("RETENTION_"+name, "%d is negative; use 0 (off) or a positive count", v)
 		}
 	}
-	if c.Restore.Key == "" {
-		bad("RESTORE_KEY", "is empty; use latest or an exact object key")
+	if c.Restore.Key != "latest" {
+		check("RESTORE_KEY", checkRestoreKey(c.Restore.Key))
 	}
 	oneOf("RESTORE_IF_MISSING", c.Restore.IfMissing, IfMissingValues)
 	oneOf("RESTORE_IF_NOT_EMPTY", c.Restore.IfNotEmpty, IfNotEmptyValues)
@@ -233,6 +285,11 @@ func (c Config) validate() error {
 	case "s3":
 		if c.S3.Bucket == "" {
 			bad("AWS_BUCKET", "is required with SNAPSHOT_CLOUD_PROVIDER=s3")
+		} else {
+			check("AWS_BUCKET", checkBucket(c.S3.Bucket))
+		}
+		if c.S3.Region != "" {
+			check("AWS_REGION", checkRegion(c.S3.Region))
 		}
 		if (c.S3.AccessKey == "") != (c.S3.SecretKey == "") {
 			bad("AWS_SECRET_KEY", "SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY must be set together")
@@ -247,16 +304,36 @@ func (c Config) validate() error {
 	case "azblob":
 		if c.Azure.Account == "" {
 			bad("AZBLOB_STORAGE_ACCOUNT", "is required with SNAPSHOT_CLOUD_PROVIDER=azblob")
+		} else {
+			check("AZBLOB_STORAGE_ACCOUNT", checkAccount(c.Azure.Account))
 		}
 		if c.Azure.Container == "" {
 			bad("AZBLOB_CONTAINER", "is required with SNAPSHOT_CLOUD_PROVIDER=azblob")
+		} else {
+			check("AZBLOB_CONTAINER", checkContainer(c.Azure.Container))
 		}
 		oneOf("AZBLOB_ACCESS_TIER", c.Azure.AccessTier, AccessTiers)
 	}
-	if len(problems) == 0 {
-		return nil
+	// Credentials, ARNs, IDs and URLs never hold white space: one inside
+	// (a key pasted across two lines) would only be refused later, as
+	// rejected credentials. Values are not echoed: some are secrets.
+	type value struct{ name, value string }
+	var words []value
+	switch c.Provider {
+	case "s3":
+		words = []value{{"AWS_ACCESS_KEY", c.S3.AccessKey.Reveal()}, {"AWS_SECRET_KEY", c.S3.SecretKey.Reveal()},
+			{"AWS_ROLE_ARN", c.S3.RoleARN}, {"AWS_EXTERNAL_ID", c.S3.ExternalID.Reveal()},
+			{"AWS_ROLE_SESSION_NAME", c.S3.RoleSessionName}, {"AWS_ENDPOINT", c.S3.Endpoint},
+			{"AWS_SSE_KMS_KEY_ID", c.S3.SSEKMSKeyID}, {"AWS_STORAGE_CLASS", c.S3.StorageClass}}
+	case "azblob":
+		words = []value{{"AZBLOB_STORAGE_KEY", c.Azure.StorageKey.Reveal()}, {"AZBLOB_ENDPOINT", c.Azure.Endpoint}}
 	}
-	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	for _, v := range words {
+		if r, i := firstSpace(v.value); i >= 0 {
+			bad(v.name, "holds %s at byte %d; the value must be one word (surrounding white space is removed, inner white space is not)", describeRune(r), i)
+		}
+	}
+	return problems
 }
 
 func quoteList(vs []string) string {
@@ -269,62 +346,4 @@ func quoteList(vs []string) string {
 		q = append(q, v)
 	}
 	return strings.Join(q, ", ")
-}
-
-// KnownVariables lists every variable the job reads, in declaration order.
-func KnownVariables() []string {
-	var buf bytes.Buffer
-	tw := tabwriter.NewWriter(&buf, 0, 0, 0, ' ', 0)
-	// envconfig knows the names; its usage template is the supported way
-	// to get them out.
-	_ = envconfig.Usagef(Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\n{{end}}")
-	_ = tw.Flush()
-	return strings.Fields(buf.String())
-}
-
-// UnknownVariables warns about SNAPSHOT_* variables the job does not read,
-// naming the nearest known one: a typo must not silently change behaviour.
-// environ is in os.Environ's format.
-func UnknownVariables(environ []string) []string {
-	known := KnownVariables()
-	var warnings []string
-	var names []string
-	for _, kv := range environ {
-		k, _, _ := strings.Cut(kv, "=")
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, k := range names {
-		if !strings.HasPrefix(k, Prefix+"_") || slices.Contains(known, k) {
-			continue
-		}
-		best, dist := "", 1<<30
-		for _, n := range known {
-			if d := levenshtein(k, n); d < dist {
-				best, dist = n, d
-			}
-		}
-		warnings = append(warnings, fmt.Sprintf("unknown variable %s is ignored; did you mean %s?", k, best))
-	}
-	return warnings
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -22,6 +22,7 @@ func TestKnownVariablesCoverContract(t *testing.T) {
 		"SNAPSHOT_AWS_SSE", "SNAPSHOT_AWS_SSE_KMS_KEY_ID", "SNAPSHOT_AWS_STORAGE_CLASS", "SNAPSHOT_AWS_ROLE_SESSION_NAME",
 		"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "SNAPSHOT_AZBLOB_CONTAINER", "SNAPSHOT_AZBLOB_STORAGE_KEY",
 		"SNAPSHOT_AZBLOB_ENDPOINT", "SNAPSHOT_AZBLOB_ACCESS_TIER",
+		"SNAPSHOT_PROGRESS_INTERVAL", "SNAPSHOT_IO_TIMEOUT", "SNAPSHOT_ALLOW_UNKNOWN",
 	} {
 		if !slices.Contains(known, want) {
 			t.Errorf("%s is not a known variable", want)
@@ -112,13 +113,17 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestUnknownVariablesSuggestNearest(t *testing.T) {
-	w := UnknownVariables([]string{"SNAPSHOT_RETENTION_KEEP_LAT=3", "SNAPSHOT_CLOUD_PROVIDER=s3", "HOME=/root", "SNAPSHOT_AWS_BUKET=x"})
+	w, p := UnknownVariables([]string{"SNAPSHOT_RETENTION_KEEP_LASTT=3", "SNAPSHOT_CLOUD_PROVIDER=s3", "HOME=/root", "SNAPSHOT_AWS_BUKET=x", "SNAPSHOT_PORT=tcp://10.0.0.1:80"}, false)
 	want := []string{
 		"unknown variable SNAPSHOT_AWS_BUKET is ignored; did you mean SNAPSHOT_AWS_BUCKET?",
-		"unknown variable SNAPSHOT_RETENTION_KEEP_LAT is ignored; did you mean SNAPSHOT_RETENTION_KEEP_LAST?",
+		"unknown variable SNAPSHOT_PORT is ignored; the nearest known name is SNAPSHOT_MODE",
 	}
 	if !slices.Equal(w, want) {
 		t.Errorf("warnings = %q, want %q", w, want)
+	}
+	wantP := []string{"SNAPSHOT_RETENTION_KEEP_LASTT: unknown variable SNAPSHOT_RETENTION_KEEP_LASTT looks like the safety setting SNAPSHOT_RETENTION_KEEP_LAST; the run stops rather than ignore it: fix the name, or set SNAPSHOT_ALLOW_UNKNOWN=true to run anyway"}
+	if !slices.Equal(p, wantP) {
+		t.Errorf("problems = %q, want %q", p, wantP)
 	}
 }
 
@@ -137,5 +142,55 @@ func TestSecretsNeverPrint(t *testing.T) {
 	}
 	if c.S3.SecretKey.Reveal() != "hunter2hunter2" {
 		t.Error("Reveal lost the secret")
+	}
+}
+
+// Every variable of the contract is either read or known to be missing
+// from this version: none may be taken for a typo.
+func TestContractVariablesAreKnown(t *testing.T) {
+	known := KnownVariables()
+	for _, name := range []string{
+		"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_CLOUD_PREFIX", "SNAPSHOT_SOURCE_DIR", "SNAPSHOT_NAME", "SNAPSHOT_MODE",
+		"SNAPSHOT_COMPRESSION_LEVEL", "SNAPSHOT_UPLOAD_CONCURRENCY", "SNAPSHOT_PART_SIZE", "SNAPSHOT_RETENTION_KEEP_LAST",
+		"SNAPSHOT_RETENTION_MAX_AGE", "SNAPSHOT_RETENTION_KEEP_DAILY", "SNAPSHOT_RETENTION_KEEP_WEEKLY",
+		"SNAPSHOT_RETENTION_KEEP_MONTHLY", "SNAPSHOT_RETENTION_DRY_RUN", "SNAPSHOT_RESTORE_KEY", "SNAPSHOT_RESTORE_DIR",
+		"SNAPSHOT_RESTORE_PATHS", "SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_ENCRYPTION_IDENTITY",
+		"SNAPSHOT_METRICS_PUSHGATEWAY_URL", "SNAPSHOT_RESTORE_IF_MISSING", "SNAPSHOT_RESTORE_IF_NOT_EMPTY",
+		"SNAPSHOT_LOG_FORMAT", "SNAPSHOT_LOG_LEVEL", "SNAPSHOT_TERMINATION_LOG", "SNAPSHOT_FILE_DIR",
+		"SNAPSHOT_GCS_BUCKET", "SNAPSHOT_GCS_PROJECT", "SNAPSHOT_GCS_CREDENTIALS_JSON", "SNAPSHOT_GCS_ENDPOINT",
+		"SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AWS_REGION", "SNAPSHOT_AWS_ACCESS_KEY", "SNAPSHOT_AWS_SECRET_KEY",
+		"SNAPSHOT_AWS_ROLE_ARN", "SNAPSHOT_AWS_EXTERNAL_ID", "SNAPSHOT_AWS_ENDPOINT", "SNAPSHOT_AWS_FORCE_PATH_STYLE",
+		"SNAPSHOT_AWS_SSE", "SNAPSHOT_AWS_SSE_KMS_KEY_ID", "SNAPSHOT_AWS_STORAGE_CLASS", "SNAPSHOT_AWS_ROLE_SESSION_NAME",
+		"SNAPSHOT_AWS_OBJECT_LOCK_MODE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS", "SNAPSHOT_AZBLOB_STORAGE_ACCOUNT",
+		"SNAPSHOT_AZBLOB_CONTAINER", "SNAPSHOT_AZBLOB_STORAGE_KEY", "SNAPSHOT_AZBLOB_ENDPOINT", "SNAPSHOT_AZBLOB_ACCESS_TIER",
+		"SNAPSHOT_ALLOW_UNKNOWN",
+	} {
+		if _, later := notInThisVersion[name]; !slices.Contains(known, name) && !later {
+			t.Errorf("%s is neither read nor listed as missing from this version", name)
+		}
+	}
+}
+
+func TestProviderDetection(t *testing.T) {
+	for _, tc := range []struct {
+		env      []string
+		provider string
+		detected bool
+	}{
+		{[]string{"SNAPSHOT_AWS_BUCKET", "snaps"}, "s3", true},
+		{[]string{"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "acct", "SNAPSHOT_AZBLOB_CONTAINER", "snaps"}, "azblob", true},
+		{[]string{"SNAPSHOT_FILE_DIR", "/store"}, "file", true},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_AWS_BUCKET", "snaps"}, "file", false},
+		{[]string{"SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_AWS_BUCKET", "snaps"}, "", false},
+		{nil, "", false},
+	} {
+		setenv(t, tc.env...)
+		c, _, err := Load()
+		if c.Provider != tc.provider || c.ProviderDetected != tc.detected {
+			t.Errorf("%q: provider %q (detected %v), want %q (%v)", tc.env, c.Provider, c.ProviderDetected, tc.provider, tc.detected)
+		}
+		if (tc.provider == "") != errors.Is(err, ErrInvalid) {
+			t.Errorf("%q: err = %v", tc.env, err)
+		}
 	}
 }

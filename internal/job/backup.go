@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
 // errStoreStopped closes the archive's pipe when the store gave up first,
@@ -24,21 +27,47 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	start := r.now()
 	res := Result{Verb: "backup"}
 	c := r.Config
+	// A restore writing into the source, now or at any moment until the
+	// walk is over, would make the snapshot a mix of two trees: the
+	// watch sees one that runs (or ran meanwhile) through the volume's
+	// lock files, and the backup then stores nothing.
+	watch, err := volume.Watch(c.SourceDir, r.Log)
+	if err != nil {
+		return res, fmt.Errorf("snapshot directory %s: %w", c.SourceDir, err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// Lock files inside the tree belong to restores into subdirectories.
+	reserved := func(rel string) {
+		if path.Base(rel) == volume.LockName {
+			if err := watch.Add(filepath.Join(c.SourceDir, filepath.FromSlash(rel))); err != nil {
+				cancel(err)
+			}
+		}
+	}
 	// The source is local and cheap to check; a missing volume should not
 	// wait for the network.
-	scan, err := archive.Scan(ctx, c.SourceDir)
+	scan, err := archive.Scan(ctx, c.SourceDir, archive.WriteOptions{Exclude: r.Exclude, Reserved: reserved})
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		return res, fmt.Errorf("snapshot directory %s: %w", c.SourceDir, err)
 	}
 	if scan.Entries() == 0 {
 		r.Log.Warn("the snapshot directory is empty; storing an empty snapshot", "dir", c.SourceDir)
 	}
-	if err := r.Store.Check(ctx); err != nil {
-		return res, err
-	}
+	// A plan that cannot fit is a configuration error, found without
+	// the network.
 	hint := sizeHint(scan)
+	var plan Plan
 	if r.SizeKnown != nil {
-		r.SizeKnown(hint)
+		if plan, err = r.SizeKnown(hint); err != nil {
+			return res, err
+		}
+	}
+	if err := r.Store.Check(ctx, upload.Write); err != nil {
+		return res, err
 	}
 	res.Key = snapname.Key(c.Prefix, c.Name, start)
 	r.Log.Info("backup started", "key", res.Key, "store", r.Store.String(), "source", c.SourceDir,
@@ -51,16 +80,22 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	go func() {
 		var err error
 		st, err = archive.Write(ctx, pw, c.SourceDir, archive.WriteOptions{
-			Level:    c.CompressionLevel,
-			Logger:   r.Log,
-			Progress: &read,
+			Level:       c.CompressionLevel,
+			Concurrency: plan.Workers,
+			Logger:      r.Log,
+			Progress:    &read,
+			Exclude:     r.Exclude,
+			Reserved:    reserved,
+			BeforeEnd:   watch.Recheck,
 		})
 		pw.CloseWithError(err)
 		archived <- err
 	}()
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes, &read, &stored)
 	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, upload.PutOptions{
-		SizeHint: hint,
+		SizeHint:    hint,
+		Concurrency: plan.PartsInFlight,
+		PartSize:    plan.PartSize,
 		Metadata: map[string]string{
 			"source-bytes": strconv.FormatInt(scan.Bytes, 10),
 			"files":        strconv.FormatInt(scan.Files, 10),
@@ -91,6 +126,12 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 		"ratio", ratio(st.Bytes, n), "seconds", elapsed.Seconds(),
 		"rate_mib_s", round1(float64(st.Bytes)/(1<<20)/elapsed.Seconds()))
 
+	// An unmounted or wiped volume must never push real snapshots out.
+	if c.Retention.Enabled() && st.Files == 0 {
+		r.Log.Warn("the snapshot directory holds no regular file: the snapshot is stored, but pruning is skipped so that an empty or unmounted volume cannot push real snapshots out",
+			"dir", c.SourceDir, "key", res.Key)
+		return res, nil
+	}
 	if c.Retention.Enabled() {
 		deleted, err := r.prune(ctx, start, res.Key)
 		res.Deleted = deleted

@@ -9,7 +9,7 @@ import (
 
 func mustScan(t *testing.T, dir string) archive.Stats {
 	t.Helper()
-	st, err := archive.Scan(t.Context(), dir)
+	st, err := archive.Scan(t.Context(), dir, archive.WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

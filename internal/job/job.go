@@ -21,6 +21,11 @@ import (
 var (
 	// ErrNothingToRestore: no snapshot matches (exit 8).
 	ErrNothingToRestore = errors.New("nothing to restore")
+	// ErrKeyNotFound: the exact SNAPSHOT_RESTORE_KEY names no object. It
+	// wraps ErrNothingToRestore (exit 8) but, unlike "latest" on an empty
+	// prefix, is always a mistake: SNAPSHOT_RESTORE_IF_MISSING=ok does
+	// not apply.
+	ErrKeyNotFound = fmt.Errorf("%w: SNAPSHOT_RESTORE_KEY names no object", ErrNothingToRestore)
 	// ErrNotEmpty: the restore target holds data (exit 8).
 	ErrNotEmpty = errors.New("restore target not empty")
 	// ErrPrune: the backup was stored but pruning failed (exit 6).
@@ -38,9 +43,23 @@ type Runner struct {
 	// anchors retention.
 	Now func() time.Time
 	// SizeKnown, if set, is told the upper estimate of the bytes a backup
-	// will store, once the source has been scanned and before the upload
-	// starts (the command sizes the memory limit from it).
-	SizeKnown func(sizeHint int64)
+	// will store, once the source has been scanned and before anything is
+	// stored. It returns the memory plan for that size; an error (the plan
+	// does not fit) fails the backup.
+	SizeKnown func(sizeHint int64) (Plan, error)
+	// Exclude lists directories a backup leaves out of the snapshot
+	// (archive.WriteOptions.Exclude): the file store's own, when it lies
+	// inside the source.
+	Exclude []string
+}
+
+// Plan is what a backup may hold in memory, as the command planned it
+// within the memory limit. Zero fields keep the store's and the
+// archive's defaults.
+type Plan struct {
+	PartsInFlight int   // upload.PutOptions.Concurrency
+	PartSize      int64 // upload.PutOptions.PartSize
+	Workers       int   // archive.WriteOptions.Concurrency
 }
 
 // Result is what a verb did, for the summary log line and the
@@ -112,6 +131,9 @@ func (r *Runner) open(ctx context.Context) (io.ReadCloser, upload.Object, error)
 	}
 	rc, obj, err := r.Store.Get(ctx, key)
 	if errors.Is(err, upload.ErrNotFound) {
+		if r.Config.Restore.Key != "latest" {
+			return nil, obj, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
+		}
 		return nil, obj, fmt.Errorf("%w: %w", ErrNothingToRestore, err)
 	}
 	return rc, obj, err

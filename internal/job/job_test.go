@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func testRunner(t *testing.T, store upload.Store) (*Runner, *bytes.Buffer) {
 
 func TestPruneFailureAfterStoredBackup(t *testing.T) {
 	dir := t.TempDir()
-	base := file.New(dir)
+	base := file.New(dir, nil)
 	boom := fmt.Errorf("%w: delete denied", upload.ErrAccess)
 	r, _ := testRunner(t, faultyStore{Store: base, deleteErr: boom})
 	r.Config.Retention.KeepLast = 1
@@ -84,7 +85,7 @@ func TestPruneFailureAfterStoredBackup(t *testing.T) {
 
 func TestStoreFailureIsReported(t *testing.T) {
 	boom := fmt.Errorf("%w: connection reset", upload.ErrTransfer)
-	r, _ := testRunner(t, faultyStore{Store: file.New(t.TempDir()), putErr: boom})
+	r, _ := testRunner(t, faultyStore{Store: file.New(t.TempDir(), nil), putErr: boom})
 	_, err := r.Backup(t.Context())
 	if !errors.Is(err, upload.ErrTransfer) {
 		t.Fatalf("err = %v, want the store's error", err)
@@ -93,7 +94,7 @@ func TestStoreFailureIsReported(t *testing.T) {
 
 func TestRestoreLatestPicksNewest(t *testing.T) {
 	dir := t.TempDir()
-	r, _ := testRunner(t, file.New(dir))
+	r, _ := testRunner(t, file.New(dir, nil))
 	for _, k := range []string{"snaps/snap-20261125T000000Z.tar.zst", "snaps/snap-20261126T000000Z.tar.zst", "snaps/snap-20261124T000000Z.tar.zst", "snaps/snap-20991231T000000Z.tar.zst.bak"} {
 		os.MkdirAll(filepath.Join(dir, "snaps"), 0o755)
 		os.WriteFile(filepath.Join(dir, k), nil, 0o644)
@@ -111,5 +112,85 @@ func TestSizeHintIsAnUpperBound(t *testing.T) {
 	n := mustWrite(t, &buf, r.Config.SourceDir)
 	if hint := sizeHint(st); hint < n {
 		t.Fatalf("hint %d < archive %d", hint, n)
+	}
+}
+
+// recordingStore remembers the options of each Put and the access of
+// each Check.
+type recordingStore struct {
+	upload.Store
+	puts   []upload.PutOptions
+	checks []upload.Access
+}
+
+func (s *recordingStore) Put(ctx context.Context, key string, r io.Reader, o upload.PutOptions) (int64, error) {
+	s.puts = append(s.puts, o)
+	return s.Store.Put(ctx, key, r, o)
+}
+
+func (s *recordingStore) Check(ctx context.Context, a upload.Access) error {
+	s.checks = append(s.checks, a)
+	return s.Store.Check(ctx, a)
+}
+
+// The memory plan made from the size estimate reaches the store; a plan
+// that cannot fit stops the backup before the store is touched.
+func TestBackupFollowsThePlan(t *testing.T) {
+	st := &recordingStore{Store: file.New(t.TempDir(), nil)}
+	r, _ := testRunner(t, st)
+	var estimate int64
+	r.SizeKnown = func(hint int64) (Plan, error) {
+		estimate = hint
+		return Plan{PartsInFlight: 2, PartSize: 32 << 20, Workers: 1}, nil
+	}
+	if _, err := r.Backup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.puts) != 1 || st.puts[0].Concurrency != 2 || st.puts[0].PartSize != 32<<20 || st.puts[0].SizeHint != estimate || estimate <= 0 {
+		t.Errorf("Put options %+v, estimate %d", st.puts, estimate)
+	}
+	if len(st.checks) != 1 || st.checks[0] != upload.Write {
+		t.Errorf("checks %v, want one for write", st.checks)
+	}
+
+	refused := fmt.Errorf("%w: does not fit", config.ErrInvalid)
+	st = &recordingStore{Store: file.New(t.TempDir(), nil)}
+	r, _ = testRunner(t, st)
+	r.SizeKnown = func(int64) (Plan, error) { return Plan{}, refused }
+	if _, err := r.Backup(t.Context()); !errors.Is(err, refused) {
+		t.Fatalf("err = %v, want the plan's", err)
+	}
+	if len(st.puts)+len(st.checks) != 0 {
+		t.Errorf("the store was used: %d puts, %d checks", len(st.puts), len(st.checks))
+	}
+}
+
+// Reading verbs check for read access only.
+func TestReadingVerbsCheckRead(t *testing.T) {
+	dir := t.TempDir()
+	st := &recordingStore{Store: file.New(dir, nil)}
+	r, _ := testRunner(t, st)
+	if _, err := r.Backup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st.checks = nil
+	r.Config.Restore.Dir = t.TempDir()
+	for _, verb := range []func(context.Context) (Result, error){
+		r.Restore, r.Verify, func(ctx context.Context) (Result, error) { return r.List(ctx, false) },
+	} {
+		if _, err := verb(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []upload.Access{upload.Read, upload.Read, upload.Read}; !slices.Equal(st.checks, want) {
+		t.Errorf("checks %v, want %v", st.checks, want)
+	}
+	st.checks = nil
+	r.Config.Retention.KeepLast = 1
+	if _, err := r.Prune(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.checks, []upload.Access{upload.Write}) {
+		t.Errorf("prune checks %v, want write", st.checks)
 	}
 }

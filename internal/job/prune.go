@@ -7,15 +7,16 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/retention"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
 // staleUploadAge is how old an incomplete upload must be before pruning
 // aborts it: old enough that no running backup can own it.
 const staleUploadAge = 24 * time.Hour
 
-// uploadSweeper is offered by stores where a failed upload can leave
-// billed parts behind (S3 multipart uploads). Azure's uncommitted blocks
-// expire by themselves.
+// uploadSweeper is offered by stores where a killed upload can leave
+// something behind: billed parts (S3 multipart uploads), partial files
+// (the file store). Azure's uncommitted blocks expire by themselves.
 type uploadSweeper interface {
 	// AbortIncompleteUploads aborts uploads under prefix started before
 	// olderThan whose key match accepts, and returns their keys.
@@ -25,7 +26,7 @@ type uploadSweeper interface {
 // Prune applies retention without a backup.
 func (r *Runner) Prune(ctx context.Context) (Result, error) {
 	res := Result{Verb: "prune", Outcome: "pruned"}
-	if err := r.Store.Check(ctx); err != nil {
+	if err := r.Store.Check(ctx, upload.Write); err != nil {
 		return res, err
 	}
 	if !r.Config.Retention.Enabled() {

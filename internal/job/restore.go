@@ -4,35 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
-// Restore extracts a snapshot into the restore directory.
+// Restore extracts a snapshot into the restore directory. It holds the
+// directory's volume lock from before it touches anything there until it
+// is done, so that no other run reads or writes a half-restored tree.
 func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "restore"}
 	c := r.Config
-	if err := r.Store.Check(ctx); err != nil {
+	if err := r.Store.Check(ctx, upload.Read); err != nil {
 		return res, err
 	}
 	dir := c.Restore.Dir
-	empty, err := archive.Empty(dir)
+	// Settle what can be settled without touching the target: a target
+	// that holds data and is to be skipped or refused stays as it is.
+	// Unless a restore is running in it or was interrupted mid-commit:
+	// then what it holds now says nothing, and the lock decides.
+	pending, err := volume.Pending(dir)
+	if err == nil && !pending {
+		pending, err = archive.Interrupted(dir)
+	}
 	if err != nil {
 		return res, fmt.Errorf("restore directory %s: %w", dir, err)
 	}
-	if !empty {
-		switch c.Restore.IfNotEmpty {
-		case "skip":
-			r.Log.Info("restore skipped: the target is not empty (SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip)", "dir", dir)
-			res.Outcome = "skipped: target not empty"
-			return res, nil
-		case "overwrite":
-			r.Log.Warn("the target is not empty; entries of the snapshot will replace entries of the same name (SNAPSHOT_RESTORE_IF_NOT_EMPTY=overwrite)", "dir", dir)
-		default:
-			return res, fmt.Errorf("%w: %s holds data", ErrNotEmpty, dir)
+	if !pending {
+		if done, err := r.notEmpty(dir, &res); done || err != nil {
+			return res, err
 		}
 	}
 	rc, obj, err := r.open(ctx)
@@ -46,12 +51,70 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	}
 	defer rc.Close()
 	res.Key = obj.Key
+
+	lock, err := volume.Acquire(ctx, dir, r.Log)
+	if err != nil {
+		return res, fmt.Errorf("restore directory %s: %w", dir, err)
+	}
+	// A lock found lost by its heartbeat stops the restore before it
+	// moves anything more.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-lock.Lost():
+			cancel(lock.Err())
+		case <-ctx.Done():
+		}
+	}()
+	res, err = r.restoreLocked(ctx, lock, counterSource{rc, obj}, res, start)
+	if err != nil {
+		if derr := lock.Discard(); derr != nil && !errors.Is(err, volume.ErrBusy) {
+			r.Log.Warn("could not release the volume lock", "dir", dir, "error", derr.Error())
+		}
+		return res, err
+	}
+	if err := lock.Release(); err != nil {
+		return res, fmt.Errorf("restore directory %s: the snapshot is in place, but %w", dir, err)
+	}
+	return res, nil
+}
+
+// counterSource is the opened snapshot.
+type counterSource struct {
+	rc  io.Reader
+	obj upload.Object
+}
+
+// restoreLocked does the part of a restore that needs the lock: it
+// cleans up after interrupted restores, judges the target, and extracts.
+// Every failure leaves the target as it was.
+func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src counterSource, res Result, start time.Time) (Result, error) {
+	c := r.Config
+	dir := c.Restore.Dir
+	// Holding the lock, every staging directory in dir is abandoned.
+	// Before the emptiness check: rolling back an interrupted commit puts
+	// the target's earlier entries back.
+	if err := archive.Recover(dir, r.Log); err != nil {
+		return res, fmt.Errorf("restore directory %s: %w", dir, err)
+	}
+	if done, err := r.notEmpty(dir, &res); done || err != nil {
+		return res, err
+	}
+	obj := src.obj
 	r.Log.Info("restore started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String(), "dir", dir)
 	var read, written atomic.Int64
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "restore", obj.Size, &read, &written)
-	st, err := archive.Extract(ctx, counter{rc, &read}, dir, archive.ExtractOptions{
-		Overwrite: c.Restore.IfNotEmpty == "overwrite",
-		Logger:    r.Log,
+	st, err := archive.Extract(ctx, counter{src.rc, &read}, dir, archive.ExtractOptions{
+		Overwrite:    c.Restore.IfNotEmpty == "overwrite",
+		Logger:       r.Log,
+		Token:        lock.Token(),
+		BeforeCommit: func() error { return lock.SetPhase(volume.Committing) },
+		AfterCommit: func() {
+			if err := lock.SetPhase(volume.Committed); err != nil {
+				r.Log.Warn("could not record the finished commit in the volume lock", "error", err.Error())
+			}
+		},
 	})
 	prog.done()
 	if err != nil {
@@ -69,11 +132,33 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// notEmpty applies SNAPSHOT_RESTORE_IF_NOT_EMPTY. done means the restore
+// ends here (skipped, or refused with err).
+func (r *Runner) notEmpty(dir string, res *Result) (done bool, err error) {
+	empty, err := archive.Empty(dir)
+	if err != nil {
+		return true, fmt.Errorf("restore directory %s: %w", dir, err)
+	}
+	if empty {
+		return false, nil
+	}
+	switch r.Config.Restore.IfNotEmpty {
+	case "skip":
+		r.Log.Info("restore skipped: the target is not empty (SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip)", "dir", dir)
+		res.Outcome = "skipped: target not empty"
+		return true, nil
+	case "overwrite":
+		r.Log.Warn("the target is not empty; entries of the snapshot will replace entries of the same name (SNAPSHOT_RESTORE_IF_NOT_EMPTY=overwrite)", "dir", dir)
+		return false, nil
+	}
+	return true, fmt.Errorf("%w: %s holds data", ErrNotEmpty, dir)
+}
+
 // Verify reads a snapshot end to end without writing files.
 func (r *Runner) Verify(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "verify"}
-	if err := r.Store.Check(ctx); err != nil {
+	if err := r.Store.Check(ctx, upload.Read); err != nil {
 		return res, err
 	}
 	rc, obj, err := r.open(ctx)

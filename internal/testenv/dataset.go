@@ -59,6 +59,35 @@ func GenerateDataset(dir string, size int64) (Dataset, error) {
 	return ds, nil
 }
 
+// GenerateEvents writes n small JSON event files of 2–14 KiB into dir,
+// deterministic for a given n: per-node folders of 500 files each, the
+// shape where a backup waits on the disk once per file and read-ahead
+// matters most.
+func GenerateEvents(dir string, n int) (Dataset, error) {
+	var ds Dataset
+	rng := rand.New(rand.NewPCG(uint64(n), 7))
+	const nodes, perDir = 4, 500
+	for i := range n {
+		p := filepath.Join(dir, fmt.Sprintf("node-%d", i%nodes), fmt.Sprintf("events-%03d", i/(nodes*perDir)), fmt.Sprintf("event-%06d.json", i))
+		if i%(nodes*perDir) < nodes { // the first file of each folder
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return ds, err
+			}
+		}
+		want := 2<<10 + rng.IntN(12<<10)
+		var body []byte
+		for j := 0; len(body) < want; j++ {
+			body = append(body, eventJSON(rng, i*100+j)...)
+		}
+		if err := os.WriteFile(p, body[:want], 0o644); err != nil {
+			return ds, err
+		}
+		ds.Files++
+		ds.Bytes += int64(want)
+	}
+	return ds, nil
+}
+
 var (
 	methods = []string{"GET", "POST", "PUT", "DELETE"}
 	paths   = []string{"/api/v1/orders", "/api/v1/users/", "/healthz", "/metrics", "/api/v2/cart/items", "/login"}

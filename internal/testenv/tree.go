@@ -8,10 +8,11 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -113,70 +114,202 @@ type Entry struct {
 	Group string // hard link group: first path with the same inode
 }
 
+// ReservedPrefix starts the names the job keeps for itself in a volume
+// (archive.ReservedPrefix; this package cannot import archive, whose
+// tests import it). ReadTree leaves them out: a restored target holds
+// the restore's lock file.
+const ReservedPrefix = ".snapshot-job-"
+
 // ReadTree describes every path under dir except those skip matches
-// (relative, slash-separated).
+// (relative, slash-separated) and those with a reserved name, at any
+// depth. It follows dir itself when it is a symlink, as a backup does,
+// and reads relative to directory handles, so that a tree deeper than
+// PATH_MAX reads too.
 func ReadTree(t testing.TB, dir string, skip func(rel string) bool) map[string]Entry {
 	t.Helper()
 	out := map[string]Entry{}
-	inodes := map[uint64]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		rel = filepath.ToSlash(rel)
-		if rel == "." {
-			return nil
-		}
-		if skip != nil && skip(rel) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		e := Entry{Mode: fi.Mode() & (fs.ModePerm | fs.ModeSticky | fs.ModeSetuid | fs.ModeSetgid), MTime: fi.ModTime().UnixNano()}
-		switch {
-		case fi.Mode().IsRegular():
-			e.Type, e.Size = "file", fi.Size()
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			e.Hash = hex.EncodeToString(h.Sum(nil))
-			ino := fi.Sys().(*syscall.Stat_t).Ino
-			if first, ok := inodes[ino]; ok {
-				e.Group = first
-			} else {
-				inodes[ino] = rel
-				e.Group = rel
-			}
-		case fi.IsDir():
-			e.Type = "dir"
-		case fi.Mode()&fs.ModeSymlink != 0:
-			e.Type = "symlink"
-			if e.Link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		default:
-			e.Type = "other"
-		}
-		out[rel] = e
-		return nil
-	})
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("reading tree %s: %v", dir, err)
+	}
+	defer unix.Close(fd)
+	r := treeReader{out: out, skip: skip, inodes: map[uint64]string{}}
+	if err := r.dir(fd, ""); err != nil {
+		t.Fatalf("reading tree %s: %v", dir, err)
 	}
 	return out
+}
+
+type treeReader struct {
+	out    map[string]Entry
+	skip   func(rel string) bool
+	inodes map[uint64]string
+}
+
+func (r *treeReader) dir(dfd int, prefix string) error {
+	names, err := dirNames(dfd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		rel := prefix + name
+		if strings.HasPrefix(name, ReservedPrefix) || (r.skip != nil && r.skip(rel)) {
+			continue
+		}
+		if err := r.one(dfd, name, rel); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+	}
+	return nil
+}
+
+func (r *treeReader) one(dfd int, name, rel string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	e := Entry{Mode: modeOf(st.Mode), MTime: st.Mtim.Nano()}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		e.Type, e.Size = "file", st.Size
+		fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), rel)
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		e.Hash = hex.EncodeToString(h.Sum(nil))
+		if first, ok := r.inodes[st.Ino]; ok {
+			e.Group = first
+		} else {
+			r.inodes[st.Ino] = rel
+			e.Group = rel
+		}
+	case unix.S_IFDIR:
+		e.Type = "dir"
+		r.out[rel] = e
+		fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return r.dir(fd, rel+"/")
+	case unix.S_IFLNK:
+		e.Type = "symlink"
+		buf := make([]byte, unix.PathMax)
+		n, err := unix.Readlinkat(dfd, name, buf)
+		if err != nil {
+			return err
+		}
+		e.Link = string(buf[:n])
+	default:
+		e.Type = "other"
+	}
+	r.out[rel] = e
+	return nil
+}
+
+// dirNames lists an open directory, without . and ..
+func dirNames(fd int) ([]string, error) {
+	buf := make([]byte, 32<<10)
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return names, nil
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+}
+
+func modeOf(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}
+
+// DeepTree is what MakeDeepTree built.
+type DeepTree struct {
+	Bottom string   // the deepest directory, relative and slash-separated
+	Files  []string // every regular file, relative
+	Depth  int      // directory levels below the root
+}
+
+// MakeDeepTree builds under dir a chain of directories whose deepest
+// path is at least minPath bytes long, with names of up to nameLen bytes
+// (at most 255): deeper than PATH_MAX (4096) takes ordinary names, beyond
+// archive.MaxNameLength long ones. It works relative to directory handles,
+// as nothing path-based reaches that deep. Along the way: a file every
+// few levels, a symlink and an empty directory at the bottom, and a hard
+// link at the bottom to a file near the top. os.RemoveAll (t.TempDir's
+// cleanup) removes such trees.
+func MakeDeepTree(t testing.TB, dir string, minPath, nameLen int) DeepTree {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	must(err)
+	var dt DeepTree
+	write := func(dfd int, rel, name, content string) {
+		t.Helper()
+		f, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		must(err)
+		_, err = unix.Write(f, []byte(content))
+		must(err)
+		must(unix.Close(f))
+		dt.Files = append(dt.Files, rel+name)
+	}
+	rel := ""
+	write(fd, rel, "top.pcap", "near the top")
+	var top int // stays open for the hard link
+	top, err = unix.Dup(fd)
+	must(err)
+	defer unix.Close(top)
+	for level := 0; len(rel) < minPath; level++ {
+		name := fmt.Sprintf("level-%05d-", level)
+		name += strings.Repeat("d", max(0, min(nameLen, 255)-len(name)))
+		must(unix.Mkdirat(fd, name, 0o755))
+		next, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		must(err)
+		must(unix.Close(fd))
+		fd = next
+		rel += name + "/"
+		dt.Depth++
+		if level%8 == 7 {
+			write(fd, rel, "capture.pcap", "level "+strconv.Itoa(level))
+		}
+	}
+	write(fd, rel, "bottom.json", `{"deep":true}`)
+	must(unix.Symlinkat("bottom.json", fd, "latest"))
+	must(unix.Mkdirat(fd, "empty", 0o755))
+	must(unix.Linkat(top, "top.pcap", fd, "hardlink.pcap", 0))
+	must(unix.Close(fd))
+	dt.Bottom = strings.TrimSuffix(rel, "/")
+	return dt
 }
 
 // CompareTrees fails the test unless got holds exactly the entries of
@@ -209,3 +342,11 @@ func CompareTrees(t testing.TB, want, got string, skip func(rel string) bool) {
 		t.Fatalf("tree %s is empty: nothing was compared", want)
 	}
 }
+
+// LockName is the volume lock a restore leaves in its target (a copy of
+// volume.LockName, which testenv cannot import).
+const LockName = ReservedPrefix + "lock"
+
+// IsLock is a skip function for ReadDeepTree: the volume lock is the job's
+// own bookkeeping, rewritten by every restore.
+func IsLock(rel string) bool { return path.Base(rel) == LockName }

@@ -40,11 +40,13 @@ const (
 
 // Options tune a Store.
 type Options struct {
-	// PartSize is the block size (SNAPSHOT_PART_SIZE); Put raises it with
-	// BlockSizeFor. It is also the range size of downloads.
+	// PartSize is the block size (SNAPSHOT_PART_SIZE); Put raises it for
+	// the size hint (upload.PartSize with Limits). It is also the range
+	// size of downloads.
 	PartSize int64
-	// Concurrency is the number of blocks in flight during Put and of
-	// ranges in flight during Get (SNAPSHOT_UPLOAD_CONCURRENCY).
+	// Concurrency is the number of blocks in flight during Put (unless
+	// PutOptions.Concurrency says) and of ranges in flight during Get
+	// (SNAPSHOT_UPLOAD_CONCURRENCY).
 	Concurrency int
 	// Logger receives the credential method and cleanup warnings.
 	Logger *slog.Logger
@@ -220,7 +222,7 @@ func serviceURL(account, endpoint string) (string, error) {
 		return "", fmt.Errorf("%w: SNAPSHOT_AZBLOB_ENDPOINT is not a service URL: use https://<account>.blob.core.windows.net (or the sovereign cloud's or private endpoint's name), or http://127.0.0.1:10000/<account> for Azurite", config.ErrInvalid)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("%w: SNAPSHOT_AZBLOB_ENDPOINT %s://%s%s must not carry credentials, a query (SAS tokens are not supported) or a fragment", config.ErrInvalid, u.Scheme, u.Host, u.Path)
+		return "", fmt.Errorf("%w: SNAPSHOT_AZBLOB_ENDPOINT %s://%s must not carry credentials, a query (SAS tokens are not supported) or a fragment", config.ErrInvalid, u.Scheme, u.Host)
 	}
 	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
 }
@@ -291,8 +293,9 @@ func (s *Store) String() string {
 }
 
 // Check reads the container's properties: it proves the container exists
-// and the credentials are accepted before any work starts.
-func (s *Store) Check(ctx context.Context) error {
+// and the credentials are accepted before any work starts, for either
+// access (no request proves write permission without writing).
+func (s *Store) Check(ctx context.Context, _ upload.Access) error {
 	_, err := s.client.GetProperties(s.withRetry(ctx, s.tm.checkTry, s.tm.checkRetries), nil)
 	if err != nil {
 		return s.fail(ctx, "checking access to", "", err)
@@ -436,31 +439,11 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
-		code := bloberror.Code(re.ErrorCode)
-		detail := fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
+		var id string
 		if re.RawResponse != nil {
-			if id := re.RawResponse.Header.Get("x-ms-request-id"); id != "" {
-				detail += " (request " + id + ")"
-			}
+			id = re.RawResponse.Header.Get("x-ms-request-id")
 		}
-		switch {
-		case code == bloberror.ContainerNotFound:
-			return fmt.Errorf("%w: %s %s with %s: container %q does not exist in storage account %q at %s (%s): create it, or fix SNAPSHOT_AZBLOB_CONTAINER", upload.ErrAccess, op, where, s.method, s.container, s.account, s.endpoint, detail)
-		case code == bloberror.BlobNotFound || (re.StatusCode == http.StatusNotFound && key != "" && code == ""):
-			return fmt.Errorf("%w: %s %s: %s", upload.ErrNotFound, op, where, detail)
-		case code == bloberror.BlobArchived:
-			return fmt.Errorf("%w: %s %s: the blob is in the Archive tier: rehydrate it to Hot or Cool first (%s)", upload.ErrAccess, op, where, detail)
-		case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("%w: %s %s with %s: %s: %s", upload.ErrAccess, op, where, s.method, detail, s.accessHint())
-		case re.StatusCode == http.StatusNotFound:
-			return fmt.Errorf("%w: %s %s: storage account or container not found at %s (%s): check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_AZBLOB_CONTAINER and SNAPSHOT_AZBLOB_ENDPOINT", upload.ErrAccess, op, where, s.endpoint, detail)
-		case re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
-			return fmt.Errorf("%w: %s %s: %s, still after retries", upload.ErrTransfer, op, where, detail)
-		default:
-			// Neither access nor transfer: a bug or an unexpected service
-			// answer, reported as is (exit 1).
-			return fmt.Errorf("azblob: %s %s: unexpected answer %s", op, where, detail)
-		}
+		return withRequestID(s.responseError(op, key, where, re), id)
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
@@ -476,6 +459,54 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 	}
 	return fmt.Errorf("%w: %s %s at %s, retries included: %v", upload.ErrTransfer, op, where, s.endpoint, err)
 }
+
+// responseError words an answer of the service, naming the sentinel it
+// calls for.
+func (s *Store) responseError(op, key, where string, re *azcore.ResponseError) error {
+	code := bloberror.Code(re.ErrorCode)
+	detail := fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
+	switch {
+	case code == bloberror.ContainerNotFound:
+		return fmt.Errorf("%w: %s %s with %s: container %q does not exist in storage account %q at %s (%s): create it, or fix SNAPSHOT_AZBLOB_CONTAINER", upload.ErrAccess, op, where, s.method, s.container, s.account, s.endpoint, detail)
+	case code == bloberror.BlobNotFound || (re.StatusCode == http.StatusNotFound && key != "" && code == ""):
+		return fmt.Errorf("%w: %s %s: %s", upload.ErrNotFound, op, where, detail)
+	case code == bloberror.BlobArchived:
+		return fmt.Errorf("%w: %s %s: the blob is in the Archive tier: rehydrate it to Hot or Cool first (%s)", upload.ErrAccess, op, where, detail)
+	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w: %s %s with %s: %s: %s", upload.ErrAccess, op, where, s.method, detail, s.accessHint())
+	case re.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s %s: storage account or container not found at %s (%s): check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_AZBLOB_CONTAINER and SNAPSHOT_AZBLOB_ENDPOINT", upload.ErrAccess, op, where, s.endpoint, detail)
+	case re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
+		return fmt.Errorf("%w: %s %s: %s, still after retries", upload.ErrTransfer, op, where, detail)
+	default:
+		// Neither access nor transfer: a bug or an unexpected service
+		// answer, reported as is (exit 1).
+		return fmt.Errorf("azblob: %s %s: unexpected answer %s", op, where, detail)
+	}
+}
+
+// requestError carries Azure's x-ms-request-id of a failed request out of
+// the message and into upload.RequestIDs, which the command logs in a
+// field of its own.
+type requestError struct {
+	err       error
+	requestID string
+}
+
+var _ upload.RequestIdentifier = (*requestError)(nil)
+
+func withRequestID(err error, id string) error {
+	if id == "" {
+		return err
+	}
+	return &requestError{err: err, requestID: id}
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
+// RequestIDs implements upload.RequestIdentifier; Azure has no host id.
+func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, "" }
 
 // ctxErr is ctx's error together with its cause (e.g. the signal that
 // stopped the job), so errors.Is(err, context.Canceled) keeps holding.

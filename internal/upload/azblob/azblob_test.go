@@ -10,11 +10,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,6 +105,7 @@ func TestAzurite(t *testing.T) {
 		{"Conformance", conformance},
 		{"LeftoversDetectable", leftoversDetectable},
 		{"Stream100MiBSmallBlocks", stream100MiBSmallBlocks},
+		{"PutOptionsOverrideStore", putOptionsOverrideStore},
 		{"FailedBlockLeavesNothing", failedBlockLeavesNothing},
 		{"AccessDeniedOnBlock", accessDeniedOnBlock},
 		{"CancelMidUpload", cancelMidUpload},
@@ -184,6 +188,43 @@ func isBlockPut(r *http.Request) bool {
 	return r.Method == http.MethodPut && r.URL.Query().Get("comp") == "block"
 }
 
+// The memory plan's blocks in flight and block size, passed in
+// PutOptions, override the store's own.
+func putOptionsOverrideStore(t *testing.T, az *testenv.Azurite) {
+	const block = 1 << 20
+	var inFlight, peak atomic.Int32
+	u, _ := url.Parse(az.Origin())
+	rp := httputil.NewSingleHostReverseProxy(u)
+	probe := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isBlockPut(r) {
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(probe.Close)
+	s := newTestStore(t, azureConfig(probe.URL+"/"+testenv.AzuriteAccount, testContainer, az.Key()), block, 4)
+	want := uploadtest.Payload(8*block, 9)
+	key := "planned/snap.tar.zst"
+	if _, err := s.Put(t.Context(), key, onlyReader{bytes.NewReader(want)}, upload.PutOptions{
+		SizeHint: int64(len(want)), Concurrency: 1, PartSize: 2 * block,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sizes := az.BlockSizes(t, testContainer, key)
+	if len(sizes) != 4 || sizes[0] != 2*block {
+		t.Errorf("block sizes %v, want 4 of %d", sizes, 2*block)
+	}
+	if p := peak.Load(); p != 1 {
+		t.Errorf("peak blocks in flight = %d, want 1", p)
+	}
+	if got := uploadtest.Get(t, s, key); !bytes.Equal(got, want) {
+		t.Fatal("read back differs")
+	}
+}
+
 func stream100MiBSmallBlocks(t *testing.T, az *testenv.Azurite) {
 	proxy := testenv.StartFaultProxy(t, az.Origin())
 	const (
@@ -233,12 +274,15 @@ func stream100MiBSmallBlocks(t *testing.T, az *testenv.Azurite) {
 	}
 }
 
-func TestBlockSizeFor(t *testing.T) {
+// Azure's block sizes: upload.PartSize with Azure's limits.
+func TestBlockSizes(t *testing.T) {
 	const (
 		mib = int64(1 << 20)
 		gib = 1024 * mib
 		tib = 1024 * gib
 	)
+	// The largest hint that 16 MiB blocks take with the 10 % margin.
+	edge := int64(MaxBlocks*16*mib) * 10 / 11
 	tests := []struct {
 		name             string
 		hint, configured int64
@@ -246,39 +290,33 @@ func TestBlockSizeFor(t *testing.T) {
 	}{
 		{"unknown size keeps the configured size", -1, 16 * mib, 16 * mib},
 		{"zero keeps the configured size", 0, 16 * mib, 16 * mib},
-		{"unset configured size uses the default", -1, 0, DefaultBlockSize},
 		{"1 GiB fits easily", gib, 16 * mib, 16 * mib},
-		{"just below the raise", 45000 * 16 * mib, 16 * mib, 16 * mib},
-		{"just above the raise", 45000*16*mib + 1, 16 * mib, 17 * mib},
-		// 5 TiB / 45,000 blocks = 116.5 MiB, rounded up to whole MiB.
-		{"5 TiB source", 5 * tib, 16 * mib, 117 * mib},
+		{"just below the raise", edge, 16 * mib, 16 * mib},
+		{"just above the raise", edge + 100, 16 * mib, 17 * mib},
+		// 5.5 TiB / 50,000 blocks = 115.3 MiB, rounded up to whole MiB.
+		{"5 TiB source", 5 * tib, 16 * mib, 116 * mib},
 		{"5 TiB source, larger configured size wins", 5 * tib, 256 * mib, 256 * mib},
-		{"100 TiB", 100 * tib, 16 * mib, 2331 * mib},
+		{"100 TiB", 100 * tib, 16 * mib, 2307 * mib},
 		{"beyond the service limit is capped", 1024 * tib, 16 * mib, MaxBlockSize},
 		{"configured above the limit is capped", gib, 5000 * mib, MaxBlockSize},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := BlockSizeFor(tc.hint, tc.configured)
+			got := Limits().PartSize(tc.hint, tc.configured)
 			if got != tc.want {
-				t.Fatalf("BlockSizeFor(%d, %d) = %d (%.2f MiB), want %d MiB", tc.hint, tc.configured, got, float64(got)/float64(mib), tc.want/mib)
-			}
-			if tc.hint > 0 && tc.want < MaxBlockSize {
-				if blocks := (tc.hint + got - 1) / got; blocks > blockTarget {
-					t.Fatalf("%d blocks needed, more than the %d allowed", blocks, blockTarget)
-				}
+				t.Fatalf("PartSize(%d, %d) = %d (%.2f MiB), want %d MiB", tc.hint, tc.configured, got, float64(got)/float64(mib), tc.want/mib)
 			}
 		})
 	}
-	// Every hint up to the largest blob Azure takes needs at most 45,000
-	// blocks, leaving 5,000 for an archive that outgrows its estimate.
-	for hint := int64(1); hint <= blockTarget*MaxBlockSize; hint = hint*3 + 12345 {
-		bs := BlockSizeFor(hint, 8*mib)
-		if (hint+bs-1)/bs > blockTarget {
-			t.Fatalf("hint %d: block size %d needs %d blocks", hint, bs, (hint+bs-1)/bs)
+	// Every hint up to the largest blob Azure takes, 10 % larger than
+	// estimated, still fits in 50,000 blocks.
+	for hint := int64(1); hint <= MaxBlocks*MaxBlockSize/11*10; hint = hint*3 + 12345 {
+		bs := Limits().PartSize(hint, 8*mib)
+		if need := hint + hint/10; (need+bs-1)/bs > MaxBlocks {
+			t.Fatalf("hint %d: block size %d needs %d blocks", hint, bs, (need+bs-1)/bs)
 		}
-		if bs != 8*mib && bs%mib != 0 {
-			t.Fatalf("hint %d: raised block size %d is not whole MiB", hint, bs)
+		if bs%mib != 0 {
+			t.Fatalf("hint %d: block size %d is not whole MiB", hint, bs)
 		}
 	}
 }
@@ -437,7 +475,7 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 	wrongKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("k"), 64))
 	t.Run("wrong key", func(t *testing.T) {
 		s := newTestStore(t, azureConfig(az.Endpoint(), testContainer, wrongKey), 1<<20, 2)
-		err := s.Check(t.Context())
+		err := s.Check(t.Context(), upload.Write)
 		if !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
@@ -461,7 +499,7 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 	})
 	t.Run("missing container", func(t *testing.T) {
 		s := newTestStore(t, azureConfig(az.Endpoint(), "no-such-container", az.Key()), 1<<20, 2)
-		err := s.Check(t.Context())
+		err := s.Check(t.Context(), upload.Write)
 		if !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
@@ -498,7 +536,7 @@ func deadEndpoint(t *testing.T, az *testenv.Azurite) {
 
 func assertAllTransfer(t *testing.T, s *Store) {
 	t.Helper()
-	if err := s.Check(t.Context()); !errors.Is(err, upload.ErrTransfer) {
+	if err := s.Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrTransfer) {
 		t.Errorf("Check: err = %v, want ErrTransfer", err)
 	} else {
 		t.Logf("Check: %v", err)

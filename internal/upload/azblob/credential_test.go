@@ -198,7 +198,7 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 				t.Fatalf("method = %q", s.CredentialMethod())
 			}
 			start := time.Now()
-			err = s.Check(t.Context())
+			err = s.Check(t.Context(), upload.Write)
 			t.Logf("Check after %v: %v", time.Since(start).Round(time.Millisecond), err)
 			if !errors.Is(err, upload.ErrAccess) {
 				t.Fatalf("Check without identity: err = %v, want ErrAccess", err)
@@ -228,7 +228,7 @@ func TestCancelledWhileGettingToken(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
-	if err := s.Check(ctx); !errors.Is(err, context.Canceled) {
+	if err := s.Check(ctx, upload.Write); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Check cancelled during the IMDS probe: err = %v, want context.Canceled", err)
 	}
 }
@@ -376,7 +376,7 @@ func TestWorkloadIdentity(t *testing.T) {
 
 	t.Run("round trip", func(t *testing.T) {
 		s := newWI(t)
-		if err := s.Check(t.Context()); err != nil {
+		if err := s.Check(t.Context(), upload.Write); err != nil {
 			t.Fatalf("Check with workload identity: %v", err)
 		}
 		want := bytes.Repeat([]byte("workload identity "), 200000) // 3.4 MiB: several blocks
@@ -412,7 +412,7 @@ func TestWorkloadIdentity(t *testing.T) {
 			entra.audience = "https://storage.azure.com"
 			entra.mu.Unlock()
 		}()
-		err := newWI(t).Check(t.Context())
+		err := newWI(t).Check(t.Context(), upload.Write)
 		if !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check with a token for another audience: err = %v, want ErrAccess", err)
 		}
@@ -429,7 +429,7 @@ func TestWorkloadIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.tm = fastTiming()
-		err = s.Check(t.Context())
+		err = s.Check(t.Context(), upload.Write)
 		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "not trusted") {
 			t.Fatalf("Check against an untrusted certificate: err = %v, want ErrAccess saying so", err)
 		}
@@ -440,7 +440,7 @@ func TestWorkloadIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.WriteFile(tokenFile, []byte(projected), 0o600)
-		err := newWI(t).Check(t.Context())
+		err := newWI(t).Check(t.Context(), upload.Write)
 		if !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check with a rejected assertion: err = %v, want ErrAccess", err)
 		}

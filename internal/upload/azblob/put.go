@@ -31,28 +31,12 @@ const (
 	MaxBlocks        = 50000
 	MaxBlockSize     = 4000 << 20
 	DefaultBlockSize = 16 << 20
-
-	// blockTarget leaves 10% of MaxBlocks for archives that outgrow
-	// their size hint (tar headers, files still being written).
-	blockTarget = MaxBlocks * 9 / 10
 )
 
-// BlockSizeFor returns the block size for a snapshot of about sizeHint
-// bytes (-1 or 0 when unknown): the configured size, raised to whole MiB
-// so that the snapshot needs at most 45,000 blocks, and never above the
-// service's 4000 MiB. Memory during Put is about (concurrency+1) times it.
-func BlockSizeFor(sizeHint, configured int64) int64 {
-	size := configured
-	if size <= 0 {
-		size = DefaultBlockSize
-	}
-	if sizeHint > 0 {
-		const mib = 1 << 20
-		need := (sizeHint + blockTarget - 1) / blockTarget
-		need = (need + mib - 1) / mib * mib
-		size = max(size, need)
-	}
-	return min(size, MaxBlockSize)
+// Limits are Azure's bounds on a block blob: 50,000 blocks of up to
+// 4000 MiB.
+func Limits() upload.PartLimits {
+	return upload.PartLimits{MaxParts: MaxBlocks, MaxPartSize: MaxBlockSize}
 }
 
 // Metadata keys snapshot-job adds to every blob. Azure needs C#
@@ -133,11 +117,18 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 		return 0, err
 	}
 	uploadID := newUploadID()
-	blockSize := BlockSizeFor(opts.SizeHint, s.partSize)
+	blockSize, concurrency := s.partSize, s.concurrency
+	if opts.PartSize > 0 {
+		blockSize = opts.PartSize
+	}
+	if opts.Concurrency > 0 {
+		concurrency = opts.Concurrency
+	}
+	blockSize = Limits().PartSize(opts.SizeHint, blockSize)
 	md := s.metadataToAzure(opts.Metadata, uploadID)
-	s.log.Debug("azure upload", "key", key, "block_size", blockSize, "concurrency", s.concurrency)
+	s.log.Debug("azure upload", "key", key, "block_size", blockSize, "concurrency", concurrency)
 
-	ids, total, err := s.stage(ctx, bb, key, r, uploadID, blockSize)
+	ids, total, err := s.stage(ctx, bb, key, r, uploadID, blockSize, concurrency)
 	committing := false
 	if err == nil {
 		committing = true
@@ -206,7 +197,7 @@ func (s *Store) removeOwn(ctx context.Context, bb *blockblob.Client, key, upload
 // the discard, and would then stay behind. After a cancellation they get
 // tm.cancelGrace (a pod has 30 s between SIGTERM and SIGKILL) before they
 // are aborted too.
-func (s *Store) stage(ctx context.Context, bb *blockblob.Client, key string, r io.Reader, uploadID string, blockSize int64) ([]string, int64, error) {
+func (s *Store) stage(ctx context.Context, bb *blockblob.Client, key string, r io.Reader, uploadID string, blockSize int64, concurrency int) ([]string, int64, error) {
 	reqCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.tm.cancelGrace, abort) })
@@ -217,11 +208,11 @@ func (s *Store) stage(ctx context.Context, bb *blockblob.Client, key string, r i
 		stageErr error
 		stop     = make(chan struct{}) // closed on the first failed block
 	)
-	free := make(chan []byte, s.concurrency+1)
-	for range s.concurrency + 1 {
+	free := make(chan []byte, concurrency+1)
+	for range concurrency + 1 {
 		free <- nil // allocated on first use so small snapshots stay small
 	}
-	slots := make(chan struct{}, s.concurrency)
+	slots := make(chan struct{}, concurrency)
 	var (
 		ids     []string
 		total   int64

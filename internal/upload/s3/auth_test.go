@@ -23,7 +23,7 @@ func TestWrongSecretIsAccessError(t *testing.T) {
 	cfg := s.cfg("")
 	cfg.SecretKey = "not-the-secret"
 	st := newStore(t, cfg, Options{})
-	err := st.Check(t.Context())
+	err := st.Check(t.Context(), upload.Write)
 	t.Logf("Check: %v", err)
 	if !errors.Is(err, upload.ErrAccess) {
 		t.Fatalf("Check: err = %v, want ErrAccess", err)
@@ -52,7 +52,7 @@ func TestMissingBucketIsAccessError(t *testing.T) {
 	cfg := s.cfg("")
 	cfg.Bucket = "no-such-bucket-here"
 	st := newStore(t, cfg, Options{})
-	err := st.Check(t.Context())
+	err := st.Check(t.Context(), upload.Write)
 	t.Logf("Check: %v", err)
 	if !errors.Is(err, upload.ErrAccess) {
 		t.Fatalf("Check: err = %v, want ErrAccess", err)
@@ -75,7 +75,7 @@ func TestWrongRegionNamesTheRegion(t *testing.T) {
 	proxy.SetRule(func(*http.Request, int) testenv.Fault {
 		return testenv.Fault{Status: http.StatusMovedPermanently, Header: http.Header{"X-Amz-Bucket-Region": {"eu-central-1"}}}
 	})
-	err := newStore(t, s.cfg(proxy.URL), Options{}).Check(t.Context())
+	err := newStore(t, s.cfg(proxy.URL), Options{}).Check(t.Context(), upload.Write)
 	t.Logf("Check: %v", err)
 	if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "SNAPSHOT_AWS_REGION=eu-central-1") {
 		t.Fatalf("Check: err = %v, want ErrAccess naming eu-central-1", err)
@@ -99,7 +99,7 @@ func TestDeadEndpointIsTransferError(t *testing.T) {
 			// test instead of stalling it; reaching it is a failure too.
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			err := st.Check(ctx)
+			err := st.Check(ctx, upload.Write)
 			t.Logf("Check: %v", err)
 			if ctx.Err() != nil {
 				t.Fatalf("Check gave up only at the test's deadline: %v", err)
@@ -156,7 +156,7 @@ func roleUser(t *testing.T, s *server, access string) (string, string) {
 
 func roundTrip(t *testing.T, st *Store) {
 	t.Helper()
-	if err := st.Check(t.Context()); err != nil {
+	if err := st.Check(t.Context(), upload.Write); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
 	data := uploadtest.Payload(2*testPart+3, 12)
@@ -186,7 +186,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	cfg.AccessKey, cfg.SecretKey = "AKIABASE", "base-secret"
 
 	t.Run("base keys alone are refused", func(t *testing.T) {
-		if err := newStore(t, cfg, Options{}).Check(t.Context()); !errors.Is(err, upload.ErrAccess) {
+		if err := newStore(t, cfg, Options{}).Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check with the base keys: err = %v, want ErrAccess", err)
 		}
 	})
@@ -206,12 +206,12 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 		short := cfg
 		short.RoleARN = shortARN
 		st := newStore(t, short, Options{})
-		if err := st.Check(t.Context()); err != nil {
+		if err := st.Check(t.Context(), upload.Write); err != nil {
 			t.Fatal(err)
 		}
 		before := len(sts.Calls())
 		time.Sleep(2500 * time.Millisecond)
-		if err := st.Check(t.Context()); err != nil {
+		if err := st.Check(t.Context(), upload.Write); err != nil {
 			t.Fatal(err)
 		}
 		if after := len(sts.Calls()); after <= before {
@@ -221,7 +221,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("wrong external id", func(t *testing.T) {
 		bad := cfg
 		bad.ExternalID = "ext-41"
-		err := newStore(t, bad, Options{}).Check(t.Context())
+		err := newStore(t, bad, Options{}).Check(t.Context(), upload.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
@@ -233,7 +233,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("wrong base secret", func(t *testing.T) {
 		bad := cfg
 		bad.SecretKey = "other"
-		if err := newStore(t, bad, Options{}).Check(t.Context()); !errors.Is(err, upload.ErrAccess) {
+		if err := newStore(t, bad, Options{}).Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 	})
@@ -272,7 +272,7 @@ func TestIRSAWebIdentity(t *testing.T) {
 	})
 	t.Run("token rejected", func(t *testing.T) {
 		webIdentity(t, arn, "eyJ.stale.token")
-		err := newStore(t, cfg, Options{}).Check(t.Context())
+		err := newStore(t, cfg, Options{}).Check(t.Context(), upload.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "default chain") {
 			t.Fatalf("Check: err = %v, want ErrAccess naming the default chain", err)
@@ -281,7 +281,7 @@ func TestIRSAWebIdentity(t *testing.T) {
 	t.Run("no credentials anywhere", func(t *testing.T) {
 		unsetenv(t, "AWS_WEB_IDENTITY_TOKEN_FILE")
 		unsetenv(t, "AWS_ROLE_ARN")
-		err := newStore(t, cfg, fastFail).Check(t.Context())
+		err := newStore(t, cfg, fastFail).Check(t.Context(), upload.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, upload.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
@@ -341,7 +341,7 @@ func TestCABundle(t *testing.T) {
 
 		// Without the CA the server's certificate is not trusted.
 		t.Setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-		err := newStore(t, s.cfg(""), fastFail).Check(t.Context())
+		err := newStore(t, s.cfg(""), fastFail).Check(t.Context(), upload.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
 			t.Fatalf("Check without the CA: err = %v, want ErrAccess pointing at AWS_CA_BUNDLE", err)

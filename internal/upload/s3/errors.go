@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
 	"github.com/snapshot-job/snapshot-job/internal/upload"
@@ -72,6 +73,7 @@ func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error
 	if err == nil {
 		return nil
 	}
+	err = withRequestIDs(err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, upload.ErrAccess) ||
 		errors.Is(err, upload.ErrTransfer) || errors.Is(err, upload.ErrNotFound) || errors.Is(err, upload.ErrExists) {
 		return err
@@ -109,3 +111,44 @@ func untrustedServer(err error) bool {
 	var verify *tls.CertificateVerificationError
 	return errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
+
+// requestError carries the identifiers S3 gave a failed request
+// (x-amz-request-id, x-amz-id-2) out of the SDK's message, where they
+// take a hundred characters of the one line that says what failed, into
+// upload.RequestIDs, which the command logs in fields of their own.
+type requestError struct {
+	err               error
+	requestID, hostID string
+}
+
+var _ upload.RequestIdentifier = (*requestError)(nil)
+
+// withRequestIDs wraps an error that holds an S3 (or STS) response, once.
+func withRequestIDs(err error) error {
+	var done *requestError
+	if errors.As(err, &done) {
+		return err
+	}
+	var s3re awss3.ResponseError // S3 answers: request and host id
+	if errors.As(err, &s3re) {
+		return &requestError{err: err, requestID: s3re.ServiceRequestID(), hostID: s3re.ServiceHostID()}
+	}
+	var re *awshttp.ResponseError // STS answers: a request id only
+	if errors.As(err, &re) {
+		return &requestError{err: err, requestID: re.ServiceRequestID()}
+	}
+	return err
+}
+
+// Error is the SDK's message without the identifiers, which the SDK
+// writes as "RequestID: <id>, HostID: <id>, " (empty when the store sent
+// none). Should that wording change, the message merely keeps them.
+func (e *requestError) Error() string {
+	msg := strings.Replace(e.err.Error(), "RequestID: "+e.requestID+", ", "", 1)
+	return strings.Replace(msg, "HostID: "+e.hostID+", ", "", 1)
+}
+
+func (e *requestError) Unwrap() error { return e.err }
+
+// RequestIDs implements upload.RequestIdentifier.
+func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, e.hostID }

@@ -22,18 +22,10 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
-// PartSizeFor returns the part size for an upload of about sizeHint bytes
-// (<= 0: unknown): configured, raised so that the upload needs at most
-// MaxParts parts even if the stream comes out 10% larger than the hint
-// (tar headers and padding, zstd framing on incompressible data), rounded
-// up to a whole MiB and kept within S3's 5 MiB to 5 GiB.
-func PartSizeFor(sizeHint, configured int64) int64 {
-	size := configured
-	if sizeHint > 0 {
-		need := sizeHint + sizeHint/10
-		size = max(size, (need+MaxParts-1)/MaxParts)
-	}
-	return min(max(roundUpMiB(size), 5<<20), maxPartSize)
+// Limits are S3's bounds on a multipart upload: 10,000 parts of 5 MiB to
+// 5 GiB.
+func Limits() upload.PartLimits {
+	return upload.PartLimits{MaxParts: MaxParts, MinPartSize: minPartSize, MaxPartSize: maxPartSize}
 }
 
 func roundUpMiB(n int64) int64 {
@@ -56,7 +48,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 	if err := s.refuseExisting(ctx, key); err != nil {
 		return 0, err
 	}
-	partSize := PartSizeFor(opts.SizeHint, s.partSize)
+	partSize, concurrency := s.partSize, s.concurrency
+	if opts.PartSize > 0 {
+		partSize = opts.PartSize
+	}
+	if opts.Concurrency > 0 {
+		concurrency = opts.Concurrency
+	}
+	partSize = Limits().PartSize(opts.SizeHint, partSize)
 	token, err := newToken()
 	if err != nil {
 		return 0, err
@@ -94,11 +93,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 	checksums := s.client.Options().RequestChecksumCalculation
 	up := manager.NewUploader(tr, func(u *manager.Uploader) {
 		u.PartSize = partSize
-		u.Concurrency = s.concurrency
+		u.Concurrency = concurrency
 		u.LeavePartsOnError = true
 		u.RequestChecksumCalculation = checksums
 	})
-	s.log.DebugContext(ctx, "upload starting", "key", key, "part_size", partSize, "concurrency", s.concurrency,
+	s.log.DebugContext(ctx, "upload starting", "key", key, "part_size", partSize, "concurrency", concurrency,
 		"size_hint", opts.SizeHint, "conditional_write", in.IfNoneMatch != nil)
 	_, err = up.Upload(ctx, in)
 	if err == nil {

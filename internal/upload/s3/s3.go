@@ -55,8 +55,10 @@ const (
 	cleanupBudget = 20 * time.Second
 
 	// MaxParts is S3's limit on the parts of one multipart upload, and
-	// maxPartSize its limit on one part.
+	// minPartSize and maxPartSize its limits on one part (all but the
+	// last).
 	MaxParts    = 10000
+	minPartSize = 5 << 20
 	maxPartSize = 5 << 30
 
 	// tokenKey is the metadata key of a random token each Put stores with
@@ -68,10 +70,12 @@ const (
 
 // Options tune a Store. Zero values pick the defaults above.
 type Options struct {
-	// PartSize is SNAPSHOT_PART_SIZE. Put raises it with PartSizeFor.
+	// PartSize is SNAPSHOT_PART_SIZE. Put raises it for the size hint
+	// (upload.PartSize with Limits).
 	PartSize int64
 	// Concurrency is SNAPSHOT_UPLOAD_CONCURRENCY: parts in flight during
-	// an upload and ranges in flight during a download.
+	// an upload (unless PutOptions.Concurrency says) and ranges in flight
+	// during a download.
 	Concurrency int
 	Logger      *slog.Logger
 	// Version is the tool version, stored in object metadata.
@@ -116,7 +120,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 	if opts.PartSize == 0 {
 		opts.PartSize = DefaultPartSize
 	}
-	if opts.PartSize < 5<<20 || opts.PartSize > maxPartSize {
+	if opts.PartSize < minPartSize || opts.PartSize > maxPartSize {
 		return nil, fmt.Errorf("%w: part size %d is outside S3's 5 MiB to 5 GiB", config.ErrInvalid, opts.PartSize)
 	}
 	if opts.Concurrency == 0 {
@@ -135,9 +139,8 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT=%q is not a URL; use e.g. https://minio.example:9000", config.ErrInvalid, cfg.Endpoint)
+		if err := checkEndpoint(cfg.Endpoint); err != nil {
+			return nil, err
 		}
 	}
 	if err := checkCABundle(); err != nil {
@@ -227,7 +230,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		o.UsePathStyle = cfg.ForcePathStyle
 		// o.BaseEndpoint also reflects AWS_ENDPOINT_URL(_S3).
 		if o.BaseEndpoint != nil {
-			s.endpoint = *o.BaseEndpoint
+			s.endpoint = displayURL(*o.BaseEndpoint)
 			// The SDK's 2025 default (a CRC on every request, trailing
 			// checksums with aws-chunked bodies) is rejected or
 			// mis-stored by several S3-compatible stores; send checksums
@@ -242,6 +245,41 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		}
 	})
 	return s, nil
+}
+
+// checkEndpoint refuses an endpoint that is no http(s) URL, or that
+// carries credentials, a query or a fragment. The value is never echoed
+// whole: it may hold credentials. Only its scheme and host are, when
+// they parse.
+func checkEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT%s is not an http or https URL with a host; use e.g. https://minio.example:9000", config.ErrInvalid, schemeHost(u, err))
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT %s://%s must not carry credentials, a query or a fragment: keys go in SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY", config.ErrInvalid, u.Scheme, u.Host)
+	}
+	return nil
+}
+
+// schemeHost is " (scheme://host)" of a URL that parsed far enough to
+// have a host, else "".
+func schemeHost(u *url.URL, err error) string {
+	if err != nil || u == nil || u.Host == "" {
+		return ""
+	}
+	return " (" + u.Scheme + "://" + u.Host + ")"
+}
+
+// displayURL is an endpoint as logs show it: without user information,
+// query or fragment, which the SDK's own AWS_ENDPOINT_URL variables do
+// not forbid.
+func displayURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return "(endpoint not shown: not a URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 // checkCABundle reads AWS_CA_BUNDLE up front: the SDK reports a missing
@@ -275,8 +313,9 @@ func (s *Store) String() string {
 	return fmt.Sprintf("s3://%s (%s)", s.bucket, s.region)
 }
 
-// Check resolves the credentials and sends HeadBucket.
-func (s *Store) Check(ctx context.Context) error {
+// Check resolves the credentials and sends HeadBucket, for either access:
+// S3 has no request that proves write permission without writing.
+func (s *Store) Check(ctx context.Context, _ upload.Access) error {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
 		return s.checkError(ctx, err)

@@ -192,6 +192,38 @@ func (c *concurrencyProbe) start(t *testing.T, target string) string {
 	return srv.URL
 }
 
+// The memory plan's parts in flight and part size, passed in PutOptions,
+// override the store's own.
+func TestPutOptionsOverrideStore(t *testing.T) {
+	s := startServer(t)
+	var probe concurrencyProbe
+	proxy := testenv.StartFaultProxy(t, probe.start(t, s.v.Endpoint))
+	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 4})
+	data := uploadtest.Payload(40<<20, 7)
+	key := "planned/snap-20261126T031500Z.tar.zst"
+	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{
+		SizeHint: int64(len(data)), Concurrency: 1, PartSize: 10 << 20,
+	})
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("Put = %d, %v", n, err)
+	}
+	parts := map[string]bool{}
+	for _, r := range proxy.Requests() {
+		if u, err := url.Parse(strings.TrimPrefix(r, "PUT ")); err == nil && strings.HasPrefix(r, "PUT ") && u.Query().Has("partNumber") {
+			parts[u.Query().Get("partNumber")] = true
+		}
+	}
+	if len(parts) != 4 {
+		t.Errorf("uploaded %d parts, want 4 (40 MiB in 10 MiB parts)", len(parts))
+	}
+	if p := probe.peak.Load(); p != 1 {
+		t.Errorf("peak parts in flight = %d, want 1", p)
+	}
+	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+		t.Fatal("downloaded bytes differ from the uploaded ones")
+	}
+}
+
 func TestStream100MiBIn5MiBParts(t *testing.T) {
 	s := startServer(t)
 	var probe concurrencyProbe
@@ -497,7 +529,8 @@ func TestRangeCutShortIsRetried(t *testing.T) {
 	}
 }
 
-func TestPartSizeFor(t *testing.T) {
+// S3's part sizes: upload.PartSize with S3's limits.
+func TestPartSizes(t *testing.T) {
 	const mib, gib, tib = int64(1 << 20), int64(1 << 30), int64(1 << 40)
 	for _, tc := range []struct {
 		hint, configured, want int64
@@ -515,16 +548,16 @@ func TestPartSizeFor(t *testing.T) {
 		{1000, 1, 5 * mib},                // S3's minimum part
 		{100 * tib, 16 * mib, 5 * gib},    // S3's maximum part
 	} {
-		got := PartSizeFor(tc.hint, tc.configured)
+		got := Limits().PartSize(tc.hint, tc.configured)
 		if got != tc.want {
-			t.Errorf("PartSizeFor(%d, %d) = %d (%.1f MiB), want %d", tc.hint, tc.configured, got, float64(got)/float64(mib), tc.want)
+			t.Errorf("PartSize(%d, %d) = %d (%.1f MiB), want %d", tc.hint, tc.configured, got, float64(got)/float64(mib), tc.want)
 		}
 		if got%mib != 0 {
-			t.Errorf("PartSizeFor(%d, %d) = %d is not whole MiB", tc.hint, tc.configured, got)
+			t.Errorf("PartSize(%d, %d) = %d is not whole MiB", tc.hint, tc.configured, got)
 		}
 		if tc.hint > 0 && tc.hint <= 5*tib {
 			if parts := (tc.hint + tc.hint/10 + got - 1) / got; parts > MaxParts {
-				t.Errorf("PartSizeFor(%d, %d): a stream 10%% over the hint needs %d parts", tc.hint, tc.configured, parts)
+				t.Errorf("PartSize(%d, %d): a stream 10%% over the hint needs %d parts", tc.hint, tc.configured, parts)
 			}
 		}
 	}

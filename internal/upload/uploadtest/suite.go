@@ -44,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 		{"FailedReaderLeavesNothing", testFailedReader},
 		{"CancelLeavesNothing", testCancel},
 		{"PartialReadThenClose", testPartialRead},
+		{"PlannedPut", testPlannedPut},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -135,8 +136,35 @@ func assertEmpty(t *testing.T, h Harness, s upload.Store, prefix string) {
 }
 
 func testCheck(t *testing.T, h Harness) {
-	if err := h.New(t).Check(t.Context()); err != nil {
-		t.Fatalf("Check: %v", err)
+	s := h.New(t)
+	for _, a := range []upload.Access{upload.Read, upload.Write} {
+		if err := s.Check(t.Context(), a); err != nil {
+			t.Fatalf("Check(%s): %v", a, err)
+		}
+	}
+	assertEmpty(t, h, s, "")
+}
+
+// testPlannedPut stores with the parts in flight and the part size a
+// memory plan sets, which override the store's own.
+func testPlannedPut(t *testing.T, h Harness) {
+	s := h.New(t)
+	p := prefixFor(t)
+	for i, o := range []upload.PutOptions{
+		{Concurrency: 1},
+		{Concurrency: 1, PartSize: 2 * h.PartSize},
+		{Concurrency: 3, PartSize: h.PartSize},
+	} {
+		key := fmt.Sprintf("%splanned-%d.tar.zst", p, i)
+		want := Payload(5*h.PartSize+17, uint64(10+i))
+		o.SizeHint = int64(len(want))
+		n, err := s.Put(t.Context(), key, bytes.NewReader(want), o)
+		if err != nil || n != int64(len(want)) {
+			t.Fatalf("Put(%+v) = %d, %v", o, n, err)
+		}
+		if got := Get(t, s, key); !bytes.Equal(got, want) {
+			t.Fatalf("Put(%+v): read back differs", o)
+		}
 	}
 }
 

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
+)
+
+// memoryPlan is the run's "memory plan" log line.
+func memoryPlan(t *testing.T, r jobResult) map[string]any {
+	t.Helper()
+	var plan map[string]any
+	for _, l := range r.lines {
+		if l["msg"] == "memory plan" {
+			if plan != nil {
+				t.Errorf("more than one memory plan logged")
+			}
+			plan = l
+		}
+	}
+	if plan == nil {
+		t.Fatalf("no memory plan logged\n%s", r)
+	}
+	return plan
+}
+
+// sparseVolume is a source whose size estimate is size bytes without
+// taking the disk space: the plan is made from the scan alone.
+func sparseVolume(t *testing.T, size int64) string {
+	t.Helper()
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "capture.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Skipf("no sparse file of %d bytes here: %v", size, err)
+	}
+	return src
+}
+
+// The memory plan never exceeds the limit: a 5 TiB volume needs 586 MiB
+// parts, and one of them in flight does not fit in 512 MiB, so the backup
+// stops with exit 2 naming the memory to give, before anything is stored.
+// (Started anyway, it would be OOM-killed and retried, each time
+// re-reading the volume.)
+func TestMemoryPlanRefusesWhatCannotFit(t *testing.T) {
+	src := sparseVolume(t, 5<<40)
+	t.Run("s3", func(t *testing.T) {
+		fx := &s3Fixture{v: testenv.StartVersity(t)}
+		e, bucket := fx.setup(t, src)
+		r := runJobTimeout(t, 2*time.Minute, e.with("GOMEMLIMIT", "512MiB", "SNAPSHOT_PART_SIZE", "16MiB"))
+		expect(t, r, 2, "a snapshot of about 5.1 TiB needs parts of 586 MiB", "even one part in flight needs 1846 MiB",
+			"the limit is 512 MiB (GOMEMLIMIT)", "raise resources.limits.memory to at least 1846Mi")
+		fx.nothingLeft(t, bucket)
+	})
+	t.Run("file", func(t *testing.T) {
+		e, store := fileEnv(t, src)
+		r := runJobTimeout(t, 2*time.Minute, e.with("GOMEMLIMIT", "64MiB"))
+		expect(t, r, 2, "a backup needs at least 88 MiB", "the limit is 64 MiB (GOMEMLIMIT)", "at least 88Mi")
+		if f := storeFiles(t, store); len(f) != 0 {
+			t.Errorf("store holds %q", f)
+		}
+	})
+}
+
+// Under a limit too small for the configured parts in flight, the job
+// keeps fewer in flight rather than exceed it, and says so once.
+func TestMemoryPlanFewerPartsInFlight(t *testing.T) {
+	fx := &s3Fixture{v: testenv.StartVersity(t)}
+	src := t.TempDir()
+	testenv.MakeTree(t, src)
+	e, _ := fx.setup(t, src)
+	e = e.with("SNAPSHOT_PART_SIZE", "64MiB", "SNAPSHOT_UPLOAD_CONCURRENCY", "4")
+
+	// 64 MiB + compression + (parts + 2) × 64 MiB: one part in 300 MiB.
+	r := runJob(t, e.with("GOMEMLIMIT", "300MiB"))
+	expect(t, r, 0)
+	plan := memoryPlan(t, r)
+	for k, want := range map[string]any{"limit_bytes": float64(300 << 20), "source": "GOMEMLIMIT",
+		"parts_in_flight": 1.0, "part_size": float64(64 << 20)} {
+		if plan[k] != want {
+			t.Errorf("memory plan %s = %v, want %v (%v)", k, plan[k], want, plan)
+		}
+	}
+	if b, _ := plan["planned_bytes"].(float64); b > 300<<20 || b < 3*64<<20 {
+		t.Errorf("planned %v bytes for 3 parts of 64 MiB within 300 MiB", b)
+	}
+
+	// 96 MiB + (ranges + 1) × 64 MiB: one range in 250 MiB.
+	dst := t.TempDir()
+	r = runJob(t, e.with("GOMEMLIMIT", "250MiB", "SNAPSHOT_RESTORE_DIR", dst), "restore")
+	expect(t, r, 0)
+	if plan := memoryPlan(t, r); plan["parts_in_flight"] != 1.0 || plan["part_size"] != float64(64<<20) {
+		t.Errorf("restore memory plan %v, want one range of 64 MiB", plan)
+	}
+	testenv.CompareTrees(t, src, dst, nil)
+
+	// Without a limit (this machine's cgroup has none unless the tests
+	// run in one), the configured four.
+	r = runJob(t, e, "verify")
+	expect(t, r, 0)
+	if plan := memoryPlan(t, r); plan["parts_in_flight"] != 4.0 && plan["limit_bytes"] == 0.0 {
+		t.Errorf("verify memory plan %v, want 4 ranges without a limit", plan)
+	}
+}

@@ -1,0 +1,183 @@
+package archive
+
+import (
+	"encoding/binary"
+	"io"
+	"sync/atomic"
+)
+
+// frameInspector passes a zstd stream through unchanged and follows its
+// frame layout (RFC 8878, section 3.1) as the bytes go by, to count the
+// data frames that carry no content checksum: damage inside such a frame
+// decodes to wrong bytes without any error, so a stream made of them
+// cannot be verified. Skippable frames (magic 0x184D2A50 to 0x184D2A5F,
+// among them the seek table of the seekable format) are passed over.
+//
+// It only reads headers and lengths, so its cost is a few operations per
+// 128 KiB block. It validates nothing: when the bytes stop following the
+// layout it stops counting, and the decoder, which reads the same bytes,
+// reports the damage.
+type frameInspector struct {
+	r io.Reader
+
+	state   inspectState
+	hdr     [8]byte // the field being collected
+	have    int
+	want    int
+	skip    int64 // bytes to pass over in stSkip
+	after   inspectState
+	checked bool // the current frame has a checksum
+
+	frames, unchecked atomic.Int64
+	lost              atomic.Bool // the stream left the layout
+}
+
+type inspectState uint8
+
+const (
+	stMagic       inspectState = iota // collecting a frame's 4-byte magic
+	stDescriptor                      // the frame header descriptor
+	stSkippable                       // a skippable frame's 4-byte size
+	stBlockHeader                     // a block's 3-byte header
+	stSkip                            // passing over skip bytes, then after
+	stLost
+)
+
+const (
+	zstdMagic          = 0xFD2FB528
+	skippableMagicMask = 0xFFFFFFF0
+	skippableMagic     = 0x184D2A50
+)
+
+func newFrameInspector(r io.Reader) *frameInspector {
+	return &frameInspector{r: r, state: stMagic, want: 4}
+}
+
+func (f *frameInspector) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && f.state != stLost {
+		f.scan(p[:n])
+	}
+	return n, err
+}
+
+// counts returns the data frames seen and those without a checksum. Safe
+// once the decoder has read the stream to its end.
+func (f *frameInspector) counts() (frames, unchecked int64, complete bool) {
+	return f.frames.Load(), f.unchecked.Load(), !f.lost.Load()
+}
+
+func (f *frameInspector) scan(p []byte) {
+	for len(p) > 0 {
+		if f.state == stSkip {
+			n := int64(len(p))
+			if n > f.skip {
+				n = f.skip
+			}
+			f.skip -= n
+			p = p[n:]
+			if f.skip == 0 {
+				f.enter(f.after)
+			}
+			continue
+		}
+		n := copy(f.hdr[f.have:f.want], p)
+		f.have += n
+		p = p[n:]
+		if f.have == f.want {
+			f.field()
+			if f.state == stLost {
+				f.lost.Store(true)
+				return
+			}
+		}
+	}
+}
+
+// enter starts collecting the field of state s.
+func (f *frameInspector) enter(s inspectState) {
+	f.state, f.have = s, 0
+	switch s {
+	case stMagic, stSkippable:
+		f.want = 4
+	case stDescriptor:
+		f.want = 1
+	case stBlockHeader:
+		f.want = 3
+	}
+}
+
+// skipThen passes over n bytes, then enters s.
+func (f *frameInspector) skipThen(n int64, s inspectState) {
+	if n == 0 {
+		f.enter(s)
+		return
+	}
+	f.state, f.skip, f.after = stSkip, n, s
+}
+
+// field handles a complete field.
+func (f *frameInspector) field() {
+	switch f.state {
+	case stMagic:
+		m := binary.LittleEndian.Uint32(f.hdr[:4])
+		switch {
+		case m == zstdMagic:
+			f.enter(stDescriptor)
+		case m&skippableMagicMask == skippableMagic:
+			f.enter(stSkippable)
+		default:
+			f.state = stLost
+		}
+	case stSkippable:
+		f.skipThen(int64(binary.LittleEndian.Uint32(f.hdr[:4])), stMagic)
+	case stDescriptor:
+		d := f.hdr[0]
+		fcsFlag, single, checksum, dictFlag := d>>6, d&0x20 != 0, d&0x04 != 0, d&0x03
+		f.frames.Add(1)
+		if !checksum {
+			f.unchecked.Add(1)
+		}
+		f.checked = checksum
+		var rest int64
+		if !single {
+			rest++ // window descriptor
+		}
+		rest += [4]int64{0, 1, 2, 4}[dictFlag]
+		switch fcsFlag {
+		case 0:
+			if single {
+				rest++
+			}
+		case 1:
+			rest += 2
+		case 2:
+			rest += 4
+		case 3:
+			rest += 8
+		}
+		f.skipThen(rest, stBlockHeader)
+	case stBlockHeader:
+		h := uint32(f.hdr[0]) | uint32(f.hdr[1])<<8 | uint32(f.hdr[2])<<16
+		last, typ, size := h&1 != 0, h>>1&3, int64(h>>3)
+		var body int64
+		switch typ {
+		case 0, 2: // raw, compressed
+			body = size
+		case 1: // RLE: one byte repeated size times
+			body = 1
+		default:
+			f.state = stLost
+			return
+		}
+		next := stBlockHeader
+		if last {
+			next = stMagic
+			if f.checked {
+				f.skipThen(body+4, stMagic)
+				return
+			}
+		}
+		f.skipThen(body, next)
+	}
+}
