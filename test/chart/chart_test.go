@@ -143,14 +143,14 @@ extraVolumeMounts: [{name: nfs, mountPath: /nfs}]
 func podTemplates(t *testing.T, r *Rendered) map[string]corev1.PodTemplateSpec {
 	t.Helper()
 	out := map[string]corev1.PodTemplateSpec{}
-	for short, name := range map[string]string{"backup": releaseName + "-backup", "restore": releaseName + "-restore"} {
+	for short, name := range map[string]string{"backup": fullname + "-backup", "restore": fullname + "-restore"} {
 		cj, ok := r.CronJobs[name]
 		if !ok {
 			t.Fatalf("CronJob %s not rendered", name)
 		}
 		out[short] = cj.Spec.JobTemplate.Spec.Template
 	}
-	if j, ok := r.Jobs[releaseName+"-restore-on-install"]; ok {
+	if j, ok := r.Jobs[fullname+"-restore-on-install"]; ok {
 		out["hook"] = j.Spec.Template
 	}
 	return out
@@ -254,7 +254,7 @@ func TestEveryValueSetRendersStrictly(t *testing.T) {
 			for name, js := range jobSpecs(r) {
 				checkPodFailurePolicy(t, name, js)
 			}
-			if restore := r.CronJobs[releaseName+"-restore"]; restore.Spec.Suspend == nil || !*restore.Spec.Suspend {
+			if restore := r.CronJobs[fullname+"-restore"]; restore.Spec.Suspend == nil || !*restore.Spec.Suspend {
 				t.Errorf("restore CronJob must be suspended")
 			} else if restore.Spec.Schedule != "0 0 31 2 *" {
 				t.Errorf("restore CronJob schedule %q must never fire", restore.Spec.Schedule)
@@ -319,8 +319,8 @@ func checkPodFailurePolicy(t *testing.T, where string, js batchv1.JobSpec) {
 	if fail.Action != batchv1.PodFailurePolicyActionFailJob || fail.OnExitCodes == nil ||
 		fail.OnExitCodes.ContainerName == nil || *fail.OnExitCodes.ContainerName != containerName ||
 		fail.OnExitCodes.Operator != batchv1.PodFailurePolicyOnExitCodesOpIn ||
-		!slices.Equal(fail.OnExitCodes.Values, []int32{2, 3, 4, 7, 8}) {
-		t.Errorf("%s: first rule %+v, want FailJob on exit codes 2,3,4,7,8 of %s", where, fail, containerName)
+		!slices.Equal(fail.OnExitCodes.Values, []int32{2, 3, 4, 6, 7, 8}) {
+		t.Errorf("%s: first rule %+v, want FailJob on exit codes 2,3,4,6,7,8 of %s", where, fail, containerName)
 	}
 	if ignore.Action != batchv1.PodFailurePolicyActionIgnore || len(ignore.OnPodConditions) != 1 ||
 		ignore.OnPodConditions[0].Type != corev1.DisruptionTarget || ignore.OnPodConditions[0].Status != corev1.ConditionTrue {
@@ -337,13 +337,13 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("rendered %d objects (%d ConfigMaps, %d Secrets), want 5: no generated ConfigMap or Secret without inline values",
 			r.Count, len(r.ConfigMaps), len(r.Secrets))
 	}
-	sa, ok := r.ServiceAccounts[releaseName]
+	sa, ok := r.ServiceAccounts[fullname]
 	if !ok || sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
-		t.Errorf("ServiceAccount %s with automountServiceAccountToken false: got %+v", releaseName, sa)
+		t.Errorf("ServiceAccount %s with automountServiceAccountToken false: got %+v", fullname, sa)
 	}
-	pvc, ok := r.PVCs[releaseName+"-snapshots"]
+	pvc, ok := r.PVCs[fullname+"-snapshots"]
 	if !ok {
-		t.Fatalf("PVC %s-snapshots not rendered", releaseName)
+		t.Fatalf("PVC %s-snapshots not rendered", fullname)
 	}
 	if pvc.Annotations["helm.sh/resource-policy"] != "keep" {
 		t.Errorf("new PVC must be kept on uninstall by default")
@@ -352,7 +352,7 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("PVC size %s, want 10Gi", q.String())
 	}
 
-	backup := r.CronJobs[releaseName+"-backup"]
+	backup := r.CronJobs[fullname+"-backup"]
 	if backup.Spec.Schedule != "15 3 * * *" || backup.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent ||
 		backup.Spec.Suspend == nil || *backup.Spec.Suspend || backup.Spec.TimeZone != nil ||
 		backup.Spec.StartingDeadlineSeconds == nil || *backup.Spec.StartingDeadlineSeconds != 600 ||
@@ -360,7 +360,9 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("backup CronJob spec %+v", backup.Spec)
 	}
 	js := backup.Spec.JobTemplate.Spec
-	if *js.BackoffLimit != 2 || js.ActiveDeadlineSeconds != nil || js.TTLSecondsAfterFinished != nil {
+	// A hung backup is stopped after 6 h; the next scheduled run is not
+	// skipped for a whole day because of it.
+	if *js.BackoffLimit != 2 || js.ActiveDeadlineSeconds == nil || *js.ActiveDeadlineSeconds != 21600 || js.TTLSecondsAfterFinished != nil {
 		t.Errorf("backup Job knobs: backoffLimit %d, activeDeadlineSeconds %v, ttl %v", *js.BackoffLimit, js.ActiveDeadlineSeconds, js.TTLSecondsAfterFinished)
 	}
 
@@ -384,13 +386,13 @@ func TestDefaults(t *testing.T) {
 		if c.Image != "ghcr.io/snapshot-job/snapshot-job:0.1.0" || c.ImagePullPolicy != corev1.PullIfNotPresent {
 			t.Errorf("%s: image %s %s", short, c.Image, c.ImagePullPolicy)
 		}
-		if pt.Spec.ServiceAccountName != releaseName {
+		if pt.Spec.ServiceAccountName != fullname {
 			t.Errorf("%s: serviceAccountName %q", short, pt.Spec.ServiceAccountName)
 		}
 		if _, ok := pt.Labels["azure.workload.identity/use"]; ok {
 			t.Errorf("%s: workload identity label without workloadIdentity", short)
 		}
-		if claim := pt.Spec.Volumes[0].PersistentVolumeClaim; claim == nil || claim.ClaimName != releaseName+"-snapshots" {
+		if claim := pt.Spec.Volumes[0].PersistentVolumeClaim; claim == nil || claim.ClaimName != fullname+"-snapshots" {
 			t.Errorf("%s: snapshots volume %+v", short, pt.Spec.Volumes[0])
 		}
 		// A backup only reads the volume; restores write it.
@@ -412,7 +414,7 @@ func TestDefaults(t *testing.T) {
 		}
 	}
 
-	job := r.Jobs[releaseName+"-restore-on-install"]
+	job := r.Jobs[fullname+"-restore-on-install"]
 	for k, want := range map[string]string{
 		"helm.sh/hook":               "post-install",
 		"helm.sh/hook-weight":        "0",
@@ -425,13 +427,23 @@ func TestDefaults(t *testing.T) {
 	if job.Spec.TTLSecondsAfterFinished == nil || *job.Spec.TTLSecondsAfterFinished != 86400 {
 		t.Errorf("hook Job ttlSecondsAfterFinished %v, want 86400", job.Spec.TTLSecondsAfterFinished)
 	}
+	if job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds != 21600 {
+		t.Errorf("hook Job activeDeadlineSeconds %v, want 21600", job.Spec.ActiveDeadlineSeconds)
+	}
+	if d := r.CronJobs[fullname+"-restore"].Spec.JobTemplate.Spec.ActiveDeadlineSeconds; d != nil {
+		t.Errorf("manual restore activeDeadlineSeconds %d, want none", *d)
+	}
 
 	for _, want := range []string{
-		"kubectl -n monitoring create job --from=cronjob/snap-backup ",
-		"kubectl -n monitoring create job --from=cronjob/snap-restore ",
-		"kubectl -n monitoring logs job/snap-restore-on-install",
+		"kubectl -n monitoring create job --from=cronjob/snap-snapshot-job-backup ",
+		"kubectl -n monitoring create job --from=cronjob/snap-snapshot-job-restore ",
+		"kubectl -n monitoring logs job/snap-snapshot-job-restore-on-install",
 		"state.terminated.message",
 		"WARNING: cloud.provider is empty",
+		// Ends on Failed as well as on Complete.
+		"kubectl -n monitoring wait --for=jsonpath='{.status.conditions[-1:].status}'=True job/JOB --timeout=24h",
+		"Codes 2, 3, 4, 6, 7 and 8 fail",
+		"stopped after 21600 s (backup.activeDeadlineSeconds)",
 	} {
 		if !strings.Contains(r.Notes, want) {
 			t.Errorf("NOTES.txt lacks %q:\n%s", want, r.Notes)
@@ -441,9 +453,9 @@ func TestDefaults(t *testing.T) {
 
 func TestS3Inline(t *testing.T) {
 	r := render(t, valueSets["s3"])
-	cm := r.ConfigMaps[releaseName+"-cloud-config"]
+	cm := r.ConfigMaps[fullname+"-cloud-config"]
 	if cm == nil {
-		t.Fatal("ConfigMap snap-cloud-config not rendered")
+		t.Fatal("ConfigMap snap-snapshot-job-cloud-config not rendered")
 	}
 	wantConfig := map[string]string{
 		"SNAPSHOT_AWS_BUCKET":            "my-bucket",
@@ -464,7 +476,7 @@ func TestS3Inline(t *testing.T) {
 	checkSecretsOnlyInSecret(t, valueSets["s3"], "AKIAEXAMPLEACCESS", "wJalrEXAMPLESECRETKEY")
 	for short, pt := range podTemplates(t, r) {
 		c := theContainer(t, pt)
-		if got, want := envFromList(c), []string{"configMap:snap-cloud-config", "secret:snap-cloud-secret"}; !slices.Equal(got, want) {
+		if got, want := envFromList(c), []string{"configMap:snap-snapshot-job-cloud-config", "secret:snap-snapshot-job-cloud-secret"}; !slices.Equal(got, want) {
 			t.Errorf("%s: envFrom %v, want %v", short, got, want)
 		}
 		if v, _ := envValue(t, c, "SNAPSHOT_CLOUD_PROVIDER"); v != "s3" {
@@ -477,11 +489,11 @@ func TestS3Inline(t *testing.T) {
 
 	// false is a value too; null (the default) leaves the key out.
 	r = render(t, "cloud: {provider: s3, s3: {bucket: b, forcePathStyle: false}}")
-	if v, ok := r.ConfigMaps[releaseName+"-cloud-config"].Data["SNAPSHOT_AWS_FORCE_PATH_STYLE"]; !ok || v != "false" {
+	if v, ok := r.ConfigMaps[fullname+"-cloud-config"].Data["SNAPSHOT_AWS_FORCE_PATH_STYLE"]; !ok || v != "false" {
 		t.Errorf("forcePathStyle false: got %q, %v", v, ok)
 	}
 	r = render(t, "cloud: {provider: s3, s3: {bucket: b}}")
-	if _, ok := r.ConfigMaps[releaseName+"-cloud-config"].Data["SNAPSHOT_AWS_FORCE_PATH_STYLE"]; ok {
+	if _, ok := r.ConfigMaps[fullname+"-cloud-config"].Data["SNAPSHOT_AWS_FORCE_PATH_STYLE"]; ok {
 		t.Errorf("forcePathStyle null must not render the key")
 	}
 	if len(r.Secrets) != 0 {
@@ -497,7 +509,7 @@ func TestAzblobInline(t *testing.T) {
 		"SNAPSHOT_AZBLOB_ENDPOINT":        "https://snapacct.blob.core.usgovcloudapi.net",
 		"SNAPSHOT_AZBLOB_ACCESS_TIER":     "Cool",
 	}
-	if got := r.ConfigMaps[releaseName+"-cloud-config"].Data; !maps.Equal(got, want) {
+	if got := r.ConfigMaps[fullname+"-cloud-config"].Data; !maps.Equal(got, want) {
 		t.Errorf("ConfigMap data\n got %v\nwant %v", got, want)
 	}
 	checkSecret(t, r, map[string]string{"SNAPSHOT_AZBLOB_STORAGE_KEY": "c3RvcmFnZS1rZXktRVhBTVBMRQ=="})
@@ -507,9 +519,9 @@ func TestAzblobInline(t *testing.T) {
 // checkSecret: the generated Secret holds exactly these keys and values.
 func checkSecret(t *testing.T, r *Rendered, want map[string]string) {
 	t.Helper()
-	s := r.Secrets[releaseName+"-cloud-secret"]
+	s := r.Secrets[fullname+"-cloud-secret"]
 	if s == nil {
-		t.Fatal("Secret snap-cloud-secret not rendered")
+		t.Fatal("Secret snap-snapshot-job-cloud-secret not rendered")
 	}
 	if s.Type != corev1.SecretTypeOpaque || len(s.StringData) != 0 {
 		t.Errorf("Secret type %q stringData %v, want Opaque with data only", s.Type, s.StringData)
@@ -605,7 +617,7 @@ func TestMixedPrecedence(t *testing.T) {
 	checkSecret(t, r, map[string]string{"SNAPSHOT_AWS_SECRET_KEY": "inline-secret"})
 	for short, pt := range podTemplates(t, r) {
 		c := theContainer(t, pt)
-		want := []string{"configMap:kubeshark-s3-config", "secret:kubeshark-s3-creds", "configMap:snap-cloud-config", "secret:snap-cloud-secret"}
+		want := []string{"configMap:kubeshark-s3-config", "secret:kubeshark-s3-creds", "configMap:snap-snapshot-job-cloud-config", "secret:snap-snapshot-job-cloud-secret"}
 		if got := envFromList(c); !slices.Equal(got, want) {
 			t.Errorf("%s: envFrom %v, want %v", short, got, want)
 		}
@@ -631,7 +643,7 @@ func TestMixedPrecedence(t *testing.T) {
 
 func TestIRSA(t *testing.T) {
 	r := render(t, valueSets["irsa"])
-	sa := r.ServiceAccounts[releaseName]
+	sa := r.ServiceAccounts[fullname]
 	if sa == nil || sa.Annotations["eks.amazonaws.com/role-arn"] != "arn:aws:iam::123456789012:role/snapshots" {
 		t.Fatalf("ServiceAccount annotations: %+v", sa)
 	}
@@ -642,7 +654,7 @@ func TestIRSA(t *testing.T) {
 		if pt.Spec.ServiceAccountName != sa.Name {
 			t.Errorf("%s: runs as %q, want %q", short, pt.Spec.ServiceAccountName, sa.Name)
 		}
-		if got, want := envFromList(theContainer(t, pt)), []string{"configMap:snap-cloud-config"}; !slices.Equal(got, want) {
+		if got, want := envFromList(theContainer(t, pt)), []string{"configMap:snap-snapshot-job-cloud-config"}; !slices.Equal(got, want) {
 			t.Errorf("%s: envFrom %v, want %v", short, got, want)
 		}
 	}
@@ -661,7 +673,7 @@ func TestIRSA(t *testing.T) {
 
 func TestWorkloadIdentity(t *testing.T) {
 	r := render(t, valueSets["workload-identity"])
-	if r.ServiceAccounts[releaseName].Annotations["azure.workload.identity/client-id"] != "00000000-0000-0000-0000-000000000001" {
+	if r.ServiceAccounts[fullname].Annotations["azure.workload.identity/client-id"] != "00000000-0000-0000-0000-000000000001" {
 		t.Errorf("client-id annotation missing")
 	}
 	pts := podTemplates(t, r)
@@ -683,7 +695,7 @@ func TestRestoreOnInstall(t *testing.T) {
 	if len(r.Jobs) != 0 {
 		t.Errorf("onInstall disabled: rendered Jobs %v", slices.Collect(maps.Keys(r.Jobs)))
 	}
-	if _, ok := r.CronJobs[releaseName+"-restore"]; !ok {
+	if _, ok := r.CronJobs[fullname+"-restore"]; !ok {
 		t.Errorf("the manual restore CronJob must stay")
 	}
 	if strings.Contains(r.Notes, "restore-on-install") {
@@ -695,7 +707,7 @@ restore:
   key: snapshots/snapshot-20261126T031500Z.tar.zst
   onInstall: {ifMissing: fail, ifNotEmpty: overwrite, hookWeight: -5, hookDeletePolicy: "before-hook-creation,hook-succeeded", ttlSecondsAfterFinished: null}
 `)
-	job := r.Jobs[releaseName+"-restore-on-install"]
+	job := r.Jobs[fullname+"-restore-on-install"]
 	if job.Annotations["helm.sh/hook-weight"] != "-5" || job.Annotations["helm.sh/hook-delete-policy"] != "before-hook-creation,hook-succeeded" {
 		t.Errorf("hook annotations %v", job.Annotations)
 	}
@@ -735,7 +747,7 @@ func TestExistingClaim(t *testing.T) {
 
 func TestNewPVC(t *testing.T) {
 	r := render(t, valueSets["new-pvc"])
-	pvc := r.PVCs[releaseName+"-snapshots"]
+	pvc := r.PVCs[fullname+"-snapshots"]
 	if pvc == nil {
 		t.Fatal("PVC not rendered")
 	}
@@ -783,7 +795,7 @@ func TestGOMEMLIMITFromMemoryLimit(t *testing.T) {
 
 func TestEverything(t *testing.T) {
 	r := render(t, valueSets["everything"])
-	backup := r.CronJobs[releaseName+"-backup"]
+	backup := r.CronJobs[fullname+"-backup"]
 	s := backup.Spec
 	if s.Schedule != "0 */6 * * *" || s.TimeZone == nil || *s.TimeZone != "Europe/Berlin" || !*s.Suspend ||
 		s.ConcurrencyPolicy != batchv1.ReplaceConcurrent || s.StartingDeadlineSeconds != nil ||
@@ -837,7 +849,7 @@ func TestEverything(t *testing.T) {
 			t.Errorf("restore %s = %q, want %q", k, v, want)
 		}
 	}
-	if r.ConfigMaps[releaseName+"-cloud-config"].Data["SNAPSHOT_FILE_DIR"] != "/nfs/snapshots" {
+	if r.ConfigMaps[fullname+"-cloud-config"].Data["SNAPSHOT_FILE_DIR"] != "/nfs/snapshots" {
 		t.Errorf("file.dir not in the ConfigMap")
 	}
 

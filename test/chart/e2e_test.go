@@ -10,29 +10,19 @@ package chart
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/snapshot-job/snapshot-job/test/chart/fixture"
 	"github.com/snapshot-job/snapshot-job/test/chart/podcontract"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -42,191 +32,10 @@ const (
 	vgwAccess = "e2e-access-key"
 	vgwSecret = "e2e-secret-key-0123456789"
 	vgwBucket = "snapshots-e2e"
-
-	// Azurite's well-known development account.
-	azuriteAccount   = "devstoreaccount1"
-	azuriteKey       = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-	azuriteContainer = "snapshots-e2e"
 )
 
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-// repoTool returns a pinned tool, failing (never skipping) when it is
-// missing: `make chart-test` installs it.
-func repoTool(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(repoRoot(t), rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: run `make tools` (make chart-test does it)", rel)
-	}
-	return p
-}
-
-// snapshotJobBinary builds ./cmd/snapshot-job as the Dockerfile does, or
-// returns "" when the package is not there yet.
-func snapshotJobBinary(t testing.TB) string {
-	t.Helper()
-	root := repoRoot(t)
-	bin := filepath.Join(t.TempDir(), "snapshot-job")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=e2e -X main.commit=e2e", "-o", bin, "./cmd/snapshot-job")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/snapshot-job: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// startServer runs a test server until the test ends and waits until addr
-// accepts connections.
-func startServer(t testing.TB, addr string, name string, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start %s: %v", filepath.Base(name), err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-done:
-			t.Fatalf("%s exited early:\n%s", filepath.Base(name), out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not listening on %s after 30s:\n%s", filepath.Base(name), addr, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// startVersityGW serves a posix directory over S3; a bucket is a directory
-// under it. It returns the endpoint and the bucket's directory.
-func startVersityGW(t testing.TB) (endpoint, bucketDir string) {
-	t.Helper()
-	vgw := repoTool(t, filepath.Join(".tools", "bin", "versitygw"))
-	root := t.TempDir()
-	bucketDir = filepath.Join(root, vgwBucket)
-	if err := os.Mkdir(bucketDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	startServer(t, addr, vgw, "--access", vgwAccess, "--secret", vgwSecret, "--port", addr, "--quiet", "posix", root)
-	return "http://" + addr, bucketDir
-}
-
-// startAzurite serves Blob storage in memory and creates the container.
-func startAzurite(t testing.TB) (endpoint string) {
-	t.Helper()
-	azurite := repoTool(t, filepath.Join("tools", "azurite", "node_modules", ".bin", "azurite-blob"))
-	addr := freeAddr(t)
-	host, port, _ := net.SplitHostPort(addr)
-	startServer(t, addr, azurite, "--blobHost", host, "--blobPort", port, "--inMemoryPersistence",
-		"--silent", "--skipApiVersionCheck")
-	endpoint = "http://" + addr + "/" + azuriteAccount
-	createAzureContainer(t, endpoint, azuriteContainer)
-	return endpoint
-}
-
-// azureRequest sends one Shared Key signed request to Azurite
-// (learn.microsoft.com: "Authorize with Shared Key"); an SDK for the two
-// calls the test needs would weigh more than this.
-func azureRequest(t testing.TB, method, endpoint, path string, query url.Values) (int, []byte) {
-	t.Helper()
-	u := endpoint + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	req, err := http.NewRequest(method, u, http.NoBody)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const version = "2021-12-02"
-	date := time.Now().UTC().Format(http.TimeFormat)
-	req.Header.Set("x-ms-date", date)
-	req.Header.Set("x-ms-version", version)
-	// VERB, 11 standard headers (all empty; a zero Content-Length is
-	// empty), the x-ms- headers, then the resource with its query
-	// parameters sorted, one per line.
-	toSign := method + "\n" + strings.Repeat("\n", 11) +
-		"x-ms-date:" + date + "\nx-ms-version:" + version + "\n" +
-		"/" + azuriteAccount + req.URL.Path
-	names := make([]string, 0, len(query))
-	for k := range query {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		toSign += "\n" + strings.ToLower(k) + ":" + strings.Join(query[k], ",")
-	}
-	key, err := base64.StdEncoding.DecodeString(azuriteKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(toSign))
-	req.Header.Set("Authorization", "SharedKey "+azuriteAccount+":"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.Bytes()
-}
-
-func createAzureContainer(t testing.TB, endpoint, container string) {
-	t.Helper()
-	if code, body := azureRequest(t, http.MethodPut, endpoint, "/"+container, url.Values{"restype": {"container"}}); code != http.StatusCreated {
-		t.Fatalf("create container %s: HTTP %d\n%s", container, code, body)
-	}
-}
-
-func listAzureBlobs(t testing.TB, endpoint, container string) []string {
-	t.Helper()
-	code, body := azureRequest(t, http.MethodGet, endpoint, "/"+container, url.Values{"restype": {"container"}, "comp": {"list"}})
-	if code != http.StatusOK {
-		t.Fatalf("list blobs: HTTP %d\n%s", code, body)
-	}
-	var res struct {
-		Blobs []string `xml:"Blobs>Blob>Name"`
-	}
-	if err := xml.Unmarshal(body, &res); err != nil {
-		t.Fatalf("list blobs: %v\n%s", err, body)
-	}
-	return res.Blobs
-}
+// The development account's container for the azblob run.
+const azuriteContainer = "snapshots-e2e"
 
 // podRun is one run of a rendered pod's container.
 type podRun struct {
@@ -328,133 +137,6 @@ func buildProcess(t *testing.T, r *Rendered, pt corev1.PodTemplateSpec, bin, sna
 	return process{Process: p, terminationLog: termLog}
 }
 
-// makeTree writes a tree with the shapes a snapshot volume has: nested
-// per-node folders, a multi-part-sized pcap-like file, JSON logs, an empty
-// file and directory, a symlink, unusual names and modes.
-func makeTree(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	// Incompressible and larger than two 5 MiB parts (transfer.partSize in
-	// e2eValues), so the upload has several parts.
-	big := make([]byte, 12<<20)
-	if _, err := rand.Read(big); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{
-		"node-a/capture-0001.pcap":   big,
-		"node-a/logs/app.json":       []byte(`{"level":"info","msg":"hello"}` + "\n"),
-		"node-b/logs/app.json":       bytes.Repeat([]byte(`{"n":1}`+"\n"), 10000),
-		"node-b/empty.log":           nil,
-		"weird names/ä ö ü (1).json": []byte("{}"),
-		"top.txt":                    []byte("top"),
-	}
-	for name, data := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chmod(filepath.Join(dir, "top.txt"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "node-c", "empty-dir"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("node-a/logs/app.json", filepath.Join(dir, "latest.json")); err != nil {
-		t.Fatal(err)
-	}
-	// Times in the past, on whole seconds, so a restore that sets them can
-	// be told from one that does not.
-	past := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type()&fs.ModeSymlink == 0 {
-			_ = os.Chtimes(p, past, past)
-		}
-		return err
-	})
-	return dir
-}
-
-// treeEntry describes one path for comparison.
-type treeEntry struct {
-	Mode   fs.FileMode
-	Data   string // content hash or link target
-	MTime  int64
-	IsLink bool
-}
-
-func tree(t *testing.T, root string) map[string]treeEntry {
-	t.Helper()
-	out := map[string]treeEntry{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if rel == "." {
-			return nil
-		}
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		e := treeEntry{Mode: info.Mode()}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			e.Data, e.IsLink = target, true
-		case info.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			e.Data = fmt.Sprintf("%x", sum)
-			e.MTime = info.ModTime().Unix()
-		default:
-			e.MTime = info.ModTime().Unix()
-		}
-		out[rel] = e
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func compareTrees(t *testing.T, want, got string) {
-	t.Helper()
-	w, g := tree(t, want), tree(t, got)
-	for _, p := range slices.Sorted(maps.Keys(w)) {
-		ge, ok := g[p]
-		if !ok {
-			t.Errorf("restore lacks %s", p)
-			continue
-		}
-		// Directory mtimes change as entries are created; files' must not.
-		we := w[p]
-		if we.Mode.IsDir() {
-			we.MTime, ge.MTime = 0, 0
-		}
-		if ge != we {
-			t.Errorf("%s: restored %+v, want %+v", p, ge, we)
-		}
-	}
-	for p := range g {
-		// The restore's volume lock stays in its target, by design.
-		if _, ok := w[p]; !ok && p != ".snapshot-job-lock" {
-			t.Errorf("restore has extra %s", p)
-		}
-	}
-}
-
 // terminationResult checks the one-line JSON result and returns it.
 func terminationResult(t *testing.T, run podRun) map[string]any {
 	t.Helper()
@@ -486,32 +168,33 @@ cloud:
   provider: azblob
   prefix: %s
   azblob: {storageAccount: %s, container: %s, storageKey: %q, endpoint: %q}
-`, prefix, azuriteAccount, azuriteContainer, azuriteKey, endpoint) + common
+`, prefix, fixture.DevStoreAccount.Name, azuriteContainer, fixture.DevStoreAccount.Key, endpoint) + common
 	}
 	panic("provider " + provider)
 }
 
 // backupThenRestore is the scenario both providers run.
 func backupThenRestore(t *testing.T, provider, endpoint string, listObjects func() []string) {
-	bin := snapshotJobBinary(t)
+	bin := fixture.BuildBinary(t, t.TempDir())
 	r := render(t, e2eValues(provider, endpoint, "e2e/"))
-	backupPod := r.CronJobs[releaseName+"-backup"].Spec.JobTemplate.Spec.Template
-	hookPod := r.Jobs[releaseName+"-restore-on-install"].Spec.Template
-	manualPod := r.CronJobs[releaseName+"-restore"].Spec.JobTemplate.Spec.Template
-	src := makeTree(t)
+	backupPod := r.CronJobs[fullname+"-backup"].Spec.JobTemplate.Spec.Template
+	hookPod := r.Jobs[fullname+"-restore-on-install"].Spec.Template
+	manualPod := r.CronJobs[fullname+"-restore"].Spec.JobTemplate.Spec.Template
+	src := t.TempDir()
+	fixture.MakeTree(t, src)
 	// A first install with nothing in the bucket: the hook succeeds.
 	empty := t.TempDir()
 	if run := runPod(t, r, hookPod, bin, empty); run.ExitCode != 0 {
 		t.Fatalf("hook on an empty bucket exited %d, want 0 (SNAPSHOT_RESTORE_IF_MISSING=ok)", run.ExitCode)
 	}
 
-	before := tree(t, src)
+	before := fixture.Tree(t, src)
 	run := runPod(t, r, backupPod, bin, src)
 	if run.ExitCode != 0 {
 		t.Fatalf("backup exited %d, want 0", run.ExitCode)
 	}
 	terminationResult(t, run)
-	if after := tree(t, src); !maps.Equal(before, after) {
+	if after := fixture.Tree(t, src); !maps.Equal(before, after) {
 		t.Errorf("backup changed its source volume")
 	}
 	keys := listObjects()
@@ -526,7 +209,7 @@ func backupThenRestore(t *testing.T, provider, endpoint string, listObjects func
 		t.Fatalf("hook restore exited %d, want 0", run.ExitCode)
 	}
 	terminationResult(t, run)
-	compareTrees(t, src, dst)
+	fixture.CompareTrees(t, fixture.Tree(t, src), fixture.Tree(t, dst))
 
 	// Run again on the volume that now has data: the hook skips it, a
 	// manual restore refuses (SNAPSHOT_RESTORE_IF_NOT_EMPTY=fail, exit 8).
@@ -548,34 +231,18 @@ func backupThenRestore(t *testing.T, provider, endpoint string, listObjects func
 }
 
 func TestEndToEndS3(t *testing.T) {
-	endpoint, bucketDir := startVersityGW(t)
-	backupThenRestore(t, "s3", endpoint, func() []string {
-		// The posix backend keeps objects as files under the bucket's
-		// directory; its own metadata lives in dot-directories.
-		var keys []string
-		_ = filepath.WalkDir(bucketDir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			if !d.IsDir() {
-				rel, _ := filepath.Rel(bucketDir, p)
-				keys = append(keys, filepath.ToSlash(rel))
-			}
-			return nil
-		})
-		return keys
-	})
+	gw := fixture.StartVersityGW(t, vgwAccess, vgwSecret, vgwBucket)
+	backupThenRestore(t, "s3", gw.Endpoint, func() []string { return gw.Keys(t, vgwBucket) })
 }
 
 func TestEndToEndAzblob(t *testing.T) {
-	endpoint := startAzurite(t)
-	if blobs := listAzureBlobs(t, endpoint, azuriteContainer); len(blobs) != 0 {
+	az := fixture.StartAzurite(t)
+	az.CreateContainer(t, fixture.DevStoreAccount, azuriteContainer)
+	endpoint := az.Endpoint(fixture.DevStoreAccount)
+	if blobs := az.Blobs(t, fixture.DevStoreAccount, azuriteContainer); len(blobs) != 0 {
 		t.Fatalf("fresh container holds %q", blobs)
 	}
 	backupThenRestore(t, "azblob", endpoint, func() []string {
-		return listAzureBlobs(t, endpoint, azuriteContainer)
+		return az.Blobs(t, fixture.DevStoreAccount, azuriteContainer)
 	})
 }

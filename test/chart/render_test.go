@@ -21,7 +21,10 @@ import (
 
 const (
 	releaseName = "snap"
-	namespace   = "monitoring"
+	// fullname is the base of every object name: the release name does not
+	// contain the chart name, so Helm's convention appends it.
+	fullname  = "snap-snapshot-job"
+	namespace = "monitoring"
 	// The oldest Kubernetes the chart supports (Chart.yaml kubeVersion).
 	kubeVersion = "v1.27.0"
 )
@@ -68,8 +71,14 @@ func parseValues(t testing.TB, valuesYAML string) map[string]any {
 // included) and returns the manifests by template name.
 func renderErr(t testing.TB, valuesYAML string) (map[string]string, error) {
 	t.Helper()
+	return renderReleaseErr(t, releaseName, valuesYAML)
+}
+
+// renderReleaseErr is renderErr for a release of another name.
+func renderReleaseErr(t testing.TB, release, valuesYAML string) (map[string]string, error) {
+	t.Helper()
 	c := loadChart(t)
-	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: namespace, Revision: 1, IsInstall: true}
+	opts := chartutil.ReleaseOptions{Name: release, Namespace: namespace, Revision: 1, IsInstall: true}
 	vals, err := chartutil.ToRenderValues(c, parseValues(t, valuesYAML), opts, capabilities(t))
 	if err != nil {
 		return nil, err
@@ -105,7 +114,13 @@ var strictDecoder = func() runtime.Decoder {
 // type; anything unknown fails the test.
 func render(t testing.TB, valuesYAML string) *Rendered {
 	t.Helper()
-	files, err := renderErr(t, valuesYAML)
+	return renderRelease(t, releaseName, valuesYAML)
+}
+
+// renderRelease is render for a release of another name.
+func renderRelease(t testing.TB, release, valuesYAML string) *Rendered {
+	t.Helper()
+	files, err := renderReleaseErr(t, release, valuesYAML)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

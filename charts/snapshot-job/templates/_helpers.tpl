@@ -6,12 +6,37 @@ Chart name for the app.kubernetes.io/name label.
 {{- end }}
 
 {{/*
-Base name of every object. The contract names objects after the release
-(<release>-backup, <release>-cloud-config, ...). 40 characters leave room for
-"-restore" within the 52 characters a CronJob name may have.
+Base name of every object, by Helm's convention: the release name when it
+already contains the chart name (release "snapshot-job" or "kubeshark-snapshot-job"),
+else <release>-snapshot-job, so that a release named "kubeshark" never takes
+Kubeshark's own object names (kubeshark-cloud-config, ...). 40 characters
+leave room for "-restore" within the 52 characters a CronJob name may have.
 */}}
 {{- define "snapshot-job.fullname" -}}
-{{- default .Release.Name .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The cloud settings in effect, as YAML: cloud.* where set, else upstream
+Kubeshark's tap.snapshots.cloud.* (so a values file written for Kubeshark
+works as it is). Read it with (include "snapshot-job.cloud" . | fromYaml).
+*/}}
+{{- define "snapshot-job.cloud" -}}
+{{- $tap := dig "snapshots" "cloud" dict (.Values.tap | default dict) }}
+{{- $cloud := merge (deepCopy .Values.cloud) (deepCopy $tap) }}
+{{- if or (eq $cloud.provider "gcs") (and $cloud.gcs (or $cloud.gcs.bucket $cloud.gcs.project $cloud.gcs.credentialsJson)) }}
+{{- fail "Google Cloud Storage (provider gcs, gcs.*) is not supported by this version of snapshot-job: use s3, azblob or file" }}
+{{- end }}
+{{- toYaml $cloud }}
 {{- end }}
 
 {{- define "snapshot-job.chart" -}}
@@ -56,8 +81,9 @@ Non-secret inline cloud settings as a YAML map of SNAPSHOT_* variables, for
 value never masks the same key from a referenced ConfigMap.
 */}}
 {{- define "snapshot-job.cloudConfigData" -}}
-{{- $s3 := .Values.cloud.s3 }}
-{{- $az := .Values.cloud.azblob }}
+{{- $cloud := include "snapshot-job.cloud" . | fromYaml }}
+{{- $s3 := $cloud.s3 }}
+{{- $az := $cloud.azblob }}
 {{- with $s3.bucket }}
 SNAPSHOT_AWS_BUCKET: {{ . | quote }}
 {{- end }}
@@ -100,7 +126,7 @@ SNAPSHOT_AZBLOB_ENDPOINT: {{ . | quote }}
 {{- with $az.accessTier }}
 SNAPSHOT_AZBLOB_ACCESS_TIER: {{ . | quote }}
 {{- end }}
-{{- with .Values.cloud.file.dir }}
+{{- with $cloud.file.dir }}
 SNAPSHOT_FILE_DIR: {{ . | quote }}
 {{- end }}
 {{- end }}
@@ -109,13 +135,14 @@ SNAPSHOT_FILE_DIR: {{ . | quote }}
 Inline keys and secrets for <release>-cloud-secret, unencoded.
 */}}
 {{- define "snapshot-job.cloudSecretData" -}}
-{{- with .Values.cloud.s3.accessKey }}
+{{- $cloud := include "snapshot-job.cloud" . | fromYaml }}
+{{- with $cloud.s3.accessKey }}
 SNAPSHOT_AWS_ACCESS_KEY: {{ . | quote }}
 {{- end }}
-{{- with .Values.cloud.s3.secretKey }}
+{{- with $cloud.s3.secretKey }}
 SNAPSHOT_AWS_SECRET_KEY: {{ . | quote }}
 {{- end }}
-{{- with .Values.cloud.azblob.storageKey }}
+{{- with $cloud.azblob.storageKey }}
 SNAPSHOT_AZBLOB_STORAGE_KEY: {{ . | quote }}
 {{- end }}
 {{- end }}
@@ -126,11 +153,12 @@ so that for the same key inline values win over referenced ones (the kubelet
 lets a later envFrom source override an earlier one).
 */}}
 {{- define "snapshot-job.envFrom" -}}
-{{- range .Values.cloud.configMaps }}
+{{- $cloud := include "snapshot-job.cloud" . | fromYaml }}
+{{- range $cloud.configMaps }}
 - configMapRef:
     name: {{ . | quote }}
 {{- end }}
-{{- range .Values.cloud.secrets }}
+{{- range $cloud.secrets }}
 - secretRef:
     name: {{ . | quote }}
 {{- end }}
@@ -166,10 +194,11 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 {{- define "snapshot-job.env" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
+{{- $cloud := include "snapshot-job.cloud" $root | fromYaml }}
 {{- $x := list }}
 {{- range $v.extraEnv }}{{ $x = append $x .name }}{{ end }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PROVIDER" $v.cloud.provider $x) }}
-{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PREFIX" $v.cloud.prefix $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PROVIDER" $cloud.provider $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_CLOUD_PREFIX" $cloud.prefix $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_NAME" $v.snapshots.name $x) }}
 {{- /* The chart owns these paths: the volume and the termination file are mounted there. */}}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_SOURCE_DIR" $v.snapshots.mountPath $x) }}
@@ -217,8 +246,9 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 
 {{/*
 podFailurePolicy shared by every Job: exit codes the contract marks as not
-worth retrying fail the Job at once; pod disruptions (eviction, preemption,
-node drain) are retried without counting against backoffLimit.
+worth retrying fail the Job at once (6 above all: the backup is stored, and a
+retry would store another one); pod disruptions (eviction, preemption, node
+drain) are retried without counting against backoffLimit.
 */}}
 {{- define "snapshot-job.podFailurePolicy" -}}
 podFailurePolicy:
@@ -227,7 +257,7 @@ podFailurePolicy:
       onExitCodes:
         containerName: snapshot-job
         operator: In
-        values: [2, 3, 4, 7, 8]
+        values: [2, 3, 4, 6, 7, 8]
     - action: Ignore
       onPodConditions:
         - type: DisruptionTarget
@@ -241,6 +271,7 @@ The Job spec (without apiVersion/kind/metadata). Call with
 {{- define "snapshot-job.jobSpec" -}}
 {{- $root := .root }}
 {{- $v := $root.Values }}
+{{- $cloud := include "snapshot-job.cloud" $root | fromYaml }}
 backoffLimit: {{ .job.backoffLimit | int64 }}
 {{- if not (kindIs "invalid" .job.activeDeadlineSeconds) }}
 activeDeadlineSeconds: {{ .job.activeDeadlineSeconds | int64 }}
@@ -254,7 +285,7 @@ template:
     labels:
       {{- include "snapshot-job.selectorLabels" $root | nindent 6 }}
       app.kubernetes.io/component: {{ .component }}
-      {{- if $v.cloud.azblob.workloadIdentity }}
+      {{- if $cloud.azblob.workloadIdentity }}
       azure.workload.identity/use: "true"
       {{- end }}
       {{- with $v.podLabels }}

@@ -85,6 +85,10 @@ type Input struct {
 	// TerminationLog is the host file that stands in for the container's
 	// terminationMessagePath. Empty: the path is left as it is.
 	TerminationLog string
+	// ImagePaths maps paths of the image's own filesystem (its home or
+	// working directory, say) to host directories, rewritten like mounts;
+	// a volume mounted over such a path wins.
+	ImagePaths map[string]string
 }
 
 // Mount is one container mount mapped to the host.
@@ -426,6 +430,12 @@ func mapMounts(in Input, c *corev1.Container) ([]Mount, error) {
 			path = corev1.TerminationMessagePathDefault
 		}
 		mounts = append(mounts, Mount{ContainerPath: path, HostPath: in.TerminationLog})
+	}
+	for _, p := range slices.Sorted(maps.Keys(in.ImagePaths)) {
+		p = filepath.Clean(p)
+		if !slices.ContainsFunc(mounts, func(m Mount) bool { return m.ContainerPath == p }) {
+			mounts = append(mounts, Mount{ContainerPath: p, HostPath: in.ImagePaths[p]})
+		}
 	}
 	// Longest container path first, so /data/x wins over /data.
 	slices.SortStableFunc(mounts, func(a, b Mount) int { return len(b.ContainerPath) - len(a.ContainerPath) })
