@@ -24,7 +24,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Set with -ldflags "-X main.version=... -X main.commit=...".
@@ -247,7 +247,7 @@ type storeRequest struct {
 }
 
 func requestIDs(err error) storeRequest {
-	id, host := upload.RequestIDs(err)
+	id, host := store.RequestIDs(err)
 	return storeRequest{RequestID: id, HostID: host}
 }
 

@@ -16,7 +16,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // The job's memory is planned, not hoped for: the buffers of a transfer
@@ -206,7 +206,7 @@ func (p planner) backup(estimate int64) (memPlan, error) {
 // read plans a restore or verify: ranges of the part size, as many in
 // flight as fit (up to SNAPSHOT_UPLOAD_CONCURRENCY), and the decoder.
 func (p planner) read() (memPlan, error) {
-	rng := upload.PartSize(0, 0, 0, 0, p.partSize)
+	rng := store.PartSize(0, 0, 0, 0, p.partSize)
 	need := func(ranges int) int64 {
 		n := int64(baseBytes + decoderBytes)
 		if p.store.buffered {

@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/azblob"
-	"github.com/snapshot-job/snapshot-job/internal/upload/file"
-	"github.com/snapshot-job/snapshot-job/internal/upload/s3"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
+	"github.com/snapshot-job/snapshot-job/internal/store/file"
+	"github.com/snapshot-job/snapshot-job/internal/store/s3"
 )
 
 // newStore builds the provider SNAPSHOT_CLOUD_PROVIDER names.
-func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version string) (upload.Store, error) {
+func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version string) (store.Store, error) {
 	switch cfg.Provider {
 	case "file":
 		return file.New(cfg.File.Dir, log), nil
@@ -51,8 +51,8 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 // the memory plan.
 type storeMemory struct {
 	// limits are the provider's part limits: its Put raises the part size
-	// with the same rule (upload.PartSize) the plan uses.
-	limits upload.PartLimits
+	// with the same rule (store.PartSize) the plan uses.
+	limits store.PartLimits
 	// buffered: parts and ranges are held in memory (S3, Azure); the file
 	// store streams.
 	buffered bool

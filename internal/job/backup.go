@@ -13,7 +13,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
@@ -66,7 +66,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 			return res, err
 		}
 	}
-	if err := r.Store.Check(ctx, upload.Write); err != nil {
+	if err := r.Store.Check(ctx, store.Write); err != nil {
 		return res, err
 	}
 	res.Key = snapname.Key(c.Prefix, c.Name, start)
@@ -92,7 +92,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 		archived <- err
 	}()
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes, &read, &stored)
-	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, upload.PutOptions{
+	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, store.PutOptions{
 		SizeHint:    hint,
 		Concurrency: plan.PartsInFlight,
 		PartSize:    plan.PartSize,

@@ -14,7 +14,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Error kinds of the verbs themselves.
@@ -35,7 +35,7 @@ var (
 // Runner runs one verb.
 type Runner struct {
 	Config  config.Config
-	Store   upload.Store
+	Store   store.Store
 	Log     *slog.Logger
 	Stdout  io.Writer // list output
 	Version string
@@ -57,8 +57,8 @@ type Runner struct {
 // within the memory limit. Zero fields keep the store's and the
 // archive's defaults.
 type Plan struct {
-	PartsInFlight int   // upload.PutOptions.Concurrency
-	PartSize      int64 // upload.PutOptions.PartSize
+	PartsInFlight int   // store.PutOptions.Concurrency
+	PartSize      int64 // store.PutOptions.PartSize
 	Workers       int   // archive.WriteOptions.Concurrency
 }
 
@@ -83,19 +83,19 @@ func (r *Runner) now() time.Time {
 }
 
 // snapshots lists this job's snapshots under the prefix, newest first.
-func (r *Runner) snapshots(ctx context.Context) ([]upload.Object, error) {
+func (r *Runner) snapshots(ctx context.Context) ([]store.Object, error) {
 	objs, err := r.Store.List(ctx, r.Config.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	var out []upload.Object
+	var out []store.Object
 	for _, o := range objs {
 		if _, ok := snapname.Parse(r.Config.Prefix, r.Config.Name, o.Key); ok {
 			out = append(out, o)
 		}
 	}
 	// The names sort by time: same prefix, same name, fixed-width stamp.
-	slices.SortFunc(out, func(a, b upload.Object) int {
+	slices.SortFunc(out, func(a, b store.Object) int {
 		switch {
 		case a.Key > b.Key:
 			return -1
@@ -124,13 +124,13 @@ func (r *Runner) resolve(ctx context.Context) (string, error) {
 }
 
 // open resolves and opens the snapshot to read.
-func (r *Runner) open(ctx context.Context) (io.ReadCloser, upload.Object, error) {
+func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) {
 	key, err := r.resolve(ctx)
 	if err != nil {
-		return nil, upload.Object{}, err
+		return nil, store.Object{}, err
 	}
 	rc, obj, err := r.Store.Get(ctx, key)
-	if errors.Is(err, upload.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		if r.Config.Restore.Key != "latest" {
 			return nil, obj, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
 		}

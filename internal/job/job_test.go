@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/file"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/file"
 )
 
 // faultyStore injects failures into a real file store.
 type faultyStore struct {
-	upload.Store
+	store.Store
 	deleteErr error
 	putErr    error
 }
@@ -33,7 +33,7 @@ func (f faultyStore) Delete(ctx context.Context, keys []string) error {
 	return f.Store.Delete(ctx, keys)
 }
 
-func (f faultyStore) Put(ctx context.Context, key string, r io.Reader, o upload.PutOptions) (int64, error) {
+func (f faultyStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) (int64, error) {
 	if f.putErr != nil {
 		// Read a little, as a real upload would, then fail.
 		io.CopyN(io.Discard, r, 1000)
@@ -42,7 +42,7 @@ func (f faultyStore) Put(ctx context.Context, key string, r io.Reader, o upload.
 	return f.Store.Put(ctx, key, r, o)
 }
 
-func testRunner(t *testing.T, store upload.Store) (*Runner, *bytes.Buffer) {
+func testRunner(t *testing.T, store store.Store) (*Runner, *bytes.Buffer) {
 	t.Helper()
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "a.pcap"), bytes.Repeat([]byte("pcap"), 100000), 0o644)
@@ -63,13 +63,13 @@ func testRunner(t *testing.T, store upload.Store) (*Runner, *bytes.Buffer) {
 func TestPruneFailureAfterStoredBackup(t *testing.T) {
 	dir := t.TempDir()
 	base := file.New(dir, nil)
-	boom := fmt.Errorf("%w: delete denied", upload.ErrAccess)
+	boom := fmt.Errorf("%w: delete denied", store.ErrAccess)
 	r, _ := testRunner(t, faultyStore{Store: base, deleteErr: boom})
 	r.Config.Retention.KeepLast = 1
 	os.MkdirAll(filepath.Join(dir, "snaps"), 0o755)
 	os.WriteFile(filepath.Join(dir, "snaps", "snap-20200101T000000Z.tar.zst"), []byte("old"), 0o644)
 	res, err := r.Backup(t.Context())
-	if !errors.Is(err, ErrPrune) || !errors.Is(err, upload.ErrAccess) {
+	if !errors.Is(err, ErrPrune) || !errors.Is(err, store.ErrAccess) {
 		t.Fatalf("err = %v, want ErrPrune wrapping the store's error", err)
 	}
 	if !strings.Contains(err.Error(), "snaps/snap-20261126T030000Z.tar.zst is stored and safe") {
@@ -84,10 +84,10 @@ func TestPruneFailureAfterStoredBackup(t *testing.T) {
 }
 
 func TestStoreFailureIsReported(t *testing.T) {
-	boom := fmt.Errorf("%w: connection reset", upload.ErrTransfer)
+	boom := fmt.Errorf("%w: connection reset", store.ErrTransfer)
 	r, _ := testRunner(t, faultyStore{Store: file.New(t.TempDir(), nil), putErr: boom})
 	_, err := r.Backup(t.Context())
-	if !errors.Is(err, upload.ErrTransfer) {
+	if !errors.Is(err, store.ErrTransfer) {
 		t.Fatalf("err = %v, want the store's error", err)
 	}
 }
@@ -118,17 +118,17 @@ func TestSizeHintIsAnUpperBound(t *testing.T) {
 // recordingStore remembers the options of each Put and the access of
 // each Check.
 type recordingStore struct {
-	upload.Store
-	puts   []upload.PutOptions
-	checks []upload.Access
+	store.Store
+	puts   []store.PutOptions
+	checks []store.Access
 }
 
-func (s *recordingStore) Put(ctx context.Context, key string, r io.Reader, o upload.PutOptions) (int64, error) {
+func (s *recordingStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) (int64, error) {
 	s.puts = append(s.puts, o)
 	return s.Store.Put(ctx, key, r, o)
 }
 
-func (s *recordingStore) Check(ctx context.Context, a upload.Access) error {
+func (s *recordingStore) Check(ctx context.Context, a store.Access) error {
 	s.checks = append(s.checks, a)
 	return s.Store.Check(ctx, a)
 }
@@ -149,7 +149,7 @@ func TestBackupFollowsThePlan(t *testing.T) {
 	if len(st.puts) != 1 || st.puts[0].Concurrency != 2 || st.puts[0].PartSize != 32<<20 || st.puts[0].SizeHint != estimate || estimate <= 0 {
 		t.Errorf("Put options %+v, estimate %d", st.puts, estimate)
 	}
-	if len(st.checks) != 1 || st.checks[0] != upload.Write {
+	if len(st.checks) != 1 || st.checks[0] != store.Write {
 		t.Errorf("checks %v, want one for write", st.checks)
 	}
 
@@ -182,7 +182,7 @@ func TestReadingVerbsCheckRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if want := []upload.Access{upload.Read, upload.Read, upload.Read}; !slices.Equal(st.checks, want) {
+	if want := []store.Access{store.Read, store.Read, store.Read}; !slices.Equal(st.checks, want) {
 		t.Errorf("checks %v, want %v", st.checks, want)
 	}
 	st.checks = nil
@@ -190,7 +190,7 @@ func TestReadingVerbsCheckRead(t *testing.T) {
 	if _, err := r.Prune(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(st.checks, []upload.Access{upload.Write}) {
+	if !slices.Equal(st.checks, []store.Access{store.Write}) {
 		t.Errorf("prune checks %v, want write", st.checks)
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/retention"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // staleUploadAge is how old an incomplete upload must be before pruning
@@ -26,7 +26,7 @@ type uploadSweeper interface {
 // Prune applies retention without a backup.
 func (r *Runner) Prune(ctx context.Context) (Result, error) {
 	res := Result{Verb: "prune", Outcome: "pruned"}
-	if err := r.Store.Check(ctx, upload.Write); err != nil {
+	if err := r.Store.Check(ctx, store.Write); err != nil {
 		return res, err
 	}
 	if !r.Config.Retention.Enabled() {

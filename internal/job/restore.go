@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
@@ -20,7 +20,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "restore"}
 	c := r.Config
-	if err := r.Store.Check(ctx, upload.Read); err != nil {
+	if err := r.Store.Check(ctx, store.Read); err != nil {
 		return res, err
 	}
 	dir := c.Restore.Dir
@@ -83,7 +83,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 // counterSource is the opened snapshot.
 type counterSource struct {
 	rc  io.Reader
-	obj upload.Object
+	obj store.Object
 }
 
 // restoreLocked does the part of a restore that needs the lock: it
@@ -158,7 +158,7 @@ func (r *Runner) notEmpty(dir string, res *Result) (done bool, err error) {
 func (r *Runner) Verify(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "verify"}
-	if err := r.Store.Check(ctx, upload.Read); err != nil {
+	if err := r.Store.Check(ctx, store.Read); err != nil {
 		return res, err
 	}
 	rc, obj, err := r.open(ctx)

@@ -12,19 +12,20 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/ranged"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Get reads key with ranged GETs of the part size, Concurrency of them in
-// flight, handed out in order by upload.NewRangeReader. Every range is
+// flight, handed out in order by ranged.NewReader. Every range is
 // pinned to the ETag seen by the first HeadObject, so an object replaced
 // mid-download fails instead of mixing two objects.
-func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, upload.Object, error) {
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Object, error) {
 	head, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return nil, upload.Object{}, fmt.Errorf("reading %s: %w", s.objectName(key), s.classify(ctx, err, false))
+		return nil, store.Object{}, fmt.Errorf("reading %s: %w", s.objectName(key), s.classify(ctx, err, false))
 	}
-	obj := upload.Object{Key: key, Size: aws.ToInt64(head.ContentLength), Modified: aws.ToTime(head.LastModified)}
+	obj := store.Object{Key: key, Size: aws.ToInt64(head.ContentLength), Modified: aws.ToTime(head.LastModified)}
 	etag := head.ETag
 	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 		out, err := s.client.GetObject(ctx, &awss3.GetObjectInput{
@@ -35,19 +36,19 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, upload.Obje
 		})
 		if err != nil {
 			err = s.classify(ctx, err, false)
-			if errors.Is(err, upload.ErrExists) { // 412: the ETag changed
-				err = fmt.Errorf("%w: %s was replaced during the download", upload.ErrTransfer, s.objectName(key))
+			if errors.Is(err, store.ErrExists) { // 412: the ETag changed
+				err = fmt.Errorf("%w: %s was replaced during the download", store.ErrTransfer, s.objectName(key))
 			}
 			return nil, fmt.Errorf("reading %s: %w", s.objectName(key), err)
 		}
 		return out.Body, nil
 	}
-	return upload.NewRangeReader(ctx, obj.Size, s.partSize, s.concurrency, fetch), obj, nil
+	return ranged.NewReader(ctx, obj.Size, s.partSize, s.concurrency, fetch), obj, nil
 }
 
 // List pages through ListObjectsV2 under prefix.
-func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error) {
-	var objs []upload.Object
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	var objs []store.Object
 	p := awss3.NewListObjectsV2Paginator(s.client, &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -55,7 +56,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error
 			return nil, fmt.Errorf("listing s3://%s/%s: %w", s.bucket, prefix, s.classify(ctx, err, true))
 		}
 		for _, o := range page.Contents {
-			objs = append(objs, upload.Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
+			objs = append(objs, store.Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), Modified: aws.ToTime(o.LastModified)})
 		}
 	}
 	return objs, nil
@@ -69,7 +70,7 @@ const deleteBatch = 1000
 // Stores without DeleteObjects get one DeleteObject per key.
 func (s *Store) Delete(ctx context.Context, keys []string) error {
 	var failed []string
-	var kind error = upload.ErrTransfer
+	var kind error = store.ErrTransfer
 	for start := 0; start < len(keys); start += deleteBatch {
 		batch := keys[start:min(start+deleteBatch, len(keys))]
 		ids := make([]types.ObjectIdentifier, len(batch))
@@ -95,7 +96,7 @@ func (s *Store) Delete(ctx context.Context, keys []string) error {
 				continue
 			}
 			if accessCodes[code] {
-				kind = upload.ErrAccess
+				kind = store.ErrAccess
 			}
 			failed = append(failed, fmt.Sprintf("%s (%s: %s)", aws.ToString(e.Key), code, aws.ToString(e.Message)))
 		}
@@ -116,7 +117,7 @@ func (s *Store) deleteEach(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		if err := s.deleteOne(ctx, k); err != nil {
 			err = s.classify(ctx, err, false)
-			if errors.Is(err, upload.ErrNotFound) {
+			if errors.Is(err, store.ErrNotFound) {
 				continue
 			}
 			return fmt.Errorf("deleting %s: %w", s.objectName(k), err)

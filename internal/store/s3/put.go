@@ -19,13 +19,13 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Limits are S3's bounds on a multipart upload: 10,000 parts of 5 MiB to
 // 5 GiB.
-func Limits() upload.PartLimits {
-	return upload.PartLimits{MaxParts: MaxParts, MinPartSize: minPartSize, MaxPartSize: maxPartSize}
+func Limits() store.PartLimits {
+	return store.PartLimits{MaxParts: MaxParts, MinPartSize: minPartSize, MaxPartSize: maxPartSize}
 }
 
 func roundUpMiB(n int64) int64 {
@@ -34,7 +34,7 @@ func roundUpMiB(n int64) int64 {
 }
 
 // Put streams r into key with a multipart upload (a single PutObject when
-// it fits in one part). See upload.Store for the guarantees; how they are
+// it fits in one part). See store.Store for the guarantees; how they are
 // kept here:
 //   - never overwrite: a HeadObject first (so an existing key fails before
 //     the archive is read), and If-None-Match: * on the final request so
@@ -44,7 +44,7 @@ func roundUpMiB(n int64) int64 {
 //   - nothing left behind: the manager leaves parts on error and the
 //     upload is aborted here on a fresh context, with retries, because the
 //     caller's context may be the thing that was cancelled.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.PutOptions) (int64, error) {
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	if err := s.refuseExisting(ctx, key); err != nil {
 		return 0, err
 	}
@@ -127,10 +127,10 @@ func newToken() (string, error) {
 func (s *Store) refuseExisting(ctx context.Context, key string) error {
 	_, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err == nil {
-		return fmt.Errorf("%w: %s", upload.ErrExists, s.objectName(key))
+		return fmt.Errorf("%w: %s", store.ErrExists, s.objectName(key))
 	}
 	err = s.classify(ctx, err, false)
-	if errors.Is(err, upload.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	return fmt.Errorf("checking that %s does not exist yet: %w", s.objectName(key), err)
@@ -195,7 +195,7 @@ func (s *Store) failedPut(ctx context.Context, key, token string, tr *putTracker
 func (s *Store) ownsObject(ctx context.Context, key, token string) (bool, error) {
 	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		if errors.Is(s.classify(ctx, err, false), upload.ErrNotFound) {
+		if errors.Is(s.classify(ctx, err, false), store.ErrNotFound) {
 			return false, nil
 		}
 		return false, err
@@ -208,7 +208,7 @@ func (s *Store) deleteOne(ctx context.Context, key string) error {
 	return err
 }
 
-// abortWithRetries aborts one multipart upload. The SDK already retries
+// abortWithRetries aborts one multipart store. The SDK already retries
 // each request; the loop adds retries across longer outages within ctx.
 func (s *Store) abortWithRetries(ctx context.Context, key, id string) error {
 	var err error

@@ -15,15 +15,15 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/uploadtest"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
-	uploadtest.Run(t, uploadtest.Harness{
-		New:      func(t *testing.T) upload.Store { return New(t.TempDir(), nil) },
+	storetest.Run(t, storetest.Harness{
+		New:      func(t *testing.T) store.Store { return New(t.TempDir(), nil) },
 		PartSize: 5 << 20,
-		Leftovers: func(t *testing.T, s upload.Store, prefix string) []string {
+		Leftovers: func(t *testing.T, s store.Store, prefix string) []string {
 			return s.(*Store).Leftovers(prefix)
 		},
 	})
@@ -33,11 +33,11 @@ func TestCheck(t *testing.T) {
 	missing := New(filepath.Join(t.TempDir(), "missing"), nil)
 	f := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(f, nil, 0o644)
-	for _, a := range []upload.Access{upload.Read, upload.Write} {
-		if err := missing.Check(t.Context(), a); !errors.Is(err, upload.ErrAccess) {
+	for _, a := range []store.Access{store.Read, store.Write} {
+		if err := missing.Check(t.Context(), a); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("missing dir, %s: %v, want ErrAccess", a, err)
 		}
-		if err := New(f, nil).Check(t.Context(), a); !errors.Is(err, upload.ErrAccess) {
+		if err := New(f, nil).Check(t.Context(), a); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("file as root, %s: %v, want ErrAccess", a, err)
 		}
 		dir := t.TempDir()
@@ -73,24 +73,24 @@ func TestReadOnlyStore(t *testing.T) {
 	dir := t.TempDir()
 	s := New(dir, nil)
 	want := []byte("snapshot bytes")
-	if _, err := s.Put(t.Context(), "snaps/a.tar.zst", bytes.NewReader(want), upload.PutOptions{}); err != nil {
+	if _, err := s.Put(t.Context(), "snaps/a.tar.zst", bytes.NewReader(want), store.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	readOnly(t, dir)
-	if err := s.Check(t.Context(), upload.Read); err != nil {
+	if err := s.Check(t.Context(), store.Read); err != nil {
 		t.Errorf("Check(read) on a read-only store: %v", err)
 	}
-	if err := s.Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrAccess) {
+	if err := s.Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
 		t.Errorf("Check(write) on a read-only store: %v, want ErrAccess", err)
 	}
 	if objs, err := s.List(t.Context(), "snaps/"); err != nil || len(objs) != 1 {
 		t.Errorf("List: %v, %v", objs, err)
 	}
-	if got := uploadtest.Get(t, s, "snaps/a.tar.zst"); !bytes.Equal(got, want) {
+	if got := storetest.Get(t, s, "snaps/a.tar.zst"); !bytes.Equal(got, want) {
 		t.Errorf("Get: %q", got)
 	}
-	_, err := s.Put(t.Context(), "snaps/b.tar.zst", bytes.NewReader(want), upload.PutOptions{})
-	if !errors.Is(err, upload.ErrAccess) {
+	_, err := s.Put(t.Context(), "snaps/b.tar.zst", bytes.NewReader(want), store.PutOptions{})
+	if !errors.Is(err, store.ErrAccess) {
 		t.Errorf("Put on a read-only store: %v, want ErrAccess", err)
 	}
 }
@@ -102,7 +102,7 @@ func TestKeysCannotEscape(t *testing.T) {
 	os.WriteFile(filepath.Join(filepath.Dir(root), "outside.tar.zst"), []byte("x"), 0o644)
 	s := New(root, nil)
 	for _, k := range []string{"../x", "a/../../x", "/abs", "a//b", "a/", "./a", "a/./b", "..", ".partial-x", ""} {
-		if _, err := s.Put(t.Context(), k, bytes.NewReader(nil), upload.PutOptions{}); !errors.Is(err, config.ErrInvalid) {
+		if _, err := s.Put(t.Context(), k, bytes.NewReader(nil), store.PutOptions{}); !errors.Is(err, config.ErrInvalid) {
 			t.Errorf("Put(%q): %v, want ErrInvalid", k, err)
 		}
 		if _, _, err := s.Get(t.Context(), k); !errors.Is(err, config.ErrInvalid) {
@@ -135,7 +135,7 @@ func TestUmaskApplies(t *testing.T) {
 	}{{0o022, 0o644}, {0o002, 0o664}, {0o077, 0o600}} {
 		old := syscall.Umask(tc.umask)
 		s := New(t.TempDir(), nil)
-		_, err := s.Put(t.Context(), "snaps/a.tar.zst", bytes.NewReader([]byte("x")), upload.PutOptions{})
+		_, err := s.Put(t.Context(), "snaps/a.tar.zst", bytes.NewReader([]byte("x")), store.PutOptions{})
 		syscall.Umask(old)
 		if err != nil {
 			t.Fatal(err)
@@ -179,7 +179,7 @@ func TestPartialNames(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.Put(t.Context(), "snaps/snap-20261126T031500Z.tar.zst", pr, upload.PutOptions{})
+		_, err := s.Put(t.Context(), "snaps/snap-20261126T031500Z.tar.zst", pr, store.PutOptions{})
 		done <- err
 	}()
 	pw.Write([]byte("some bytes"))
@@ -246,11 +246,11 @@ func TestPermissionErrorsAreAccess(t *testing.T) {
 		err  error
 		want error
 	}{
-		{&fs.PathError{Op: "open", Path: "/s/k", Err: syscall.EACCES}, upload.ErrAccess},
-		{&fs.PathError{Op: "open", Path: "/s/k", Err: syscall.EPERM}, upload.ErrAccess},
-		{&fs.PathError{Op: "open", Path: "/s/k", Err: syscall.EROFS}, upload.ErrAccess},
-		{&fs.PathError{Op: "read", Path: "/s/k", Err: syscall.EIO}, upload.ErrTransfer},
-		{&fs.PathError{Op: "write", Path: "/s/k", Err: syscall.ENOSPC}, upload.ErrTransfer},
+		{&fs.PathError{Op: "open", Path: "/s/k", Err: syscall.EACCES}, store.ErrAccess},
+		{&fs.PathError{Op: "open", Path: "/s/k", Err: syscall.EPERM}, store.ErrAccess},
+		{&fs.PathError{Op: "open", Path: "/s/k", Err: syscall.EROFS}, store.ErrAccess},
+		{&fs.PathError{Op: "read", Path: "/s/k", Err: syscall.EIO}, store.ErrTransfer},
+		{&fs.PathError{Op: "write", Path: "/s/k", Err: syscall.ENOSPC}, store.ErrTransfer},
 	} {
 		if err := fsErr("reading", "k", tc.err); !errors.Is(err, tc.want) || !errors.Is(err, tc.err) {
 			t.Errorf("fsErr(%v) = %v, want it to wrap %v", tc.err, err, tc.want)

@@ -6,8 +6,7 @@ import (
 	"time"
 
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/stall"
 )
 
 // newHTTPClient returns the SDK's buildable client (so that AWS_CA_BUNDLE
@@ -18,15 +17,15 @@ import (
 // it fires while a large part is still being sent and the server has not
 // answered yet, which is why the SDK exempts S3 from it. Here both
 // directions re-arm the deadline, so only a connection on which nothing
-// moves at all for stall is dropped (and the request retried).
-func newHTTPClient(stall time.Duration, concurrency int) *awshttp.BuildableClient {
+// moves at all for idle is dropped (and the request retried).
+func newHTTPClient(idle time.Duration, concurrency int) *awshttp.BuildableClient {
 	return awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) {
 			d.Timeout = dialTimeout
 			d.KeepAlive = 30 * time.Second
 		}).
 		WithTransportOptions(func(tr *http.Transport) {
-			tr.DialContext = upload.StallDialer(tr.DialContext, stall)
+			tr.DialContext = stall.Dialer(tr.DialContext, idle)
 			tr.TLSHandshakeTimeout = tlsTimeout
 			// Parts and ranges in flight, plus the odd HEAD or list.
 			tr.MaxIdleConnsPerHost = 2*concurrency + 4

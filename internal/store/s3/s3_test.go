@@ -25,9 +25,9 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/uploadtest"
 )
 
 const testPart = 5 << 20
@@ -155,12 +155,12 @@ func isPutObject(r *http.Request) bool {
 
 func TestConformance(t *testing.T) {
 	s := startServer(t)
-	uploadtest.Run(t, uploadtest.Harness{
-		New: func(t *testing.T) upload.Store {
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Store {
 			return newStore(t, s.cfg(""), Options{Concurrency: 3})
 		},
 		PartSize: testPart,
-		Leftovers: func(t *testing.T, _ upload.Store, prefix string) []string {
+		Leftovers: func(t *testing.T, _ store.Store, prefix string) []string {
 			return s.v.MultipartUploads(t, s.bucket, prefix)
 		},
 	})
@@ -199,9 +199,9 @@ func TestPutOptionsOverrideStore(t *testing.T) {
 	var probe concurrencyProbe
 	proxy := testenv.StartFaultProxy(t, probe.start(t, s.v.Endpoint))
 	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 4})
-	data := uploadtest.Payload(40<<20, 7)
+	data := storetest.Payload(40<<20, 7)
 	key := "planned/snap-20261126T031500Z.tar.zst"
-	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{
+	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{
 		SizeHint: int64(len(data)), Concurrency: 1, PartSize: 10 << 20,
 	})
 	if err != nil || n != int64(len(data)) {
@@ -219,7 +219,7 @@ func TestPutOptionsOverrideStore(t *testing.T) {
 	if p := probe.peak.Load(); p != 1 {
 		t.Errorf("peak parts in flight = %d, want 1", p)
 	}
-	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+	if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("downloaded bytes differ from the uploaded ones")
 	}
 }
@@ -230,9 +230,9 @@ func TestStream100MiBIn5MiBParts(t *testing.T) {
 	proxy := testenv.StartFaultProxy(t, probe.start(t, s.v.Endpoint))
 	const concurrency = 3
 	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: concurrency})
-	data := uploadtest.Payload(100<<20, 42)
+	data := storetest.Payload(100<<20, 42)
 	key := "stream/snap-20261126T031500Z.tar.zst"
-	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{
+	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{
 		SizeHint: int64(len(data)),
 		Metadata: map[string]string{"source-bytes": "123456", "files": "42"},
 	})
@@ -254,7 +254,7 @@ func TestStream100MiBIn5MiBParts(t *testing.T) {
 	if p := probe.peak.Load(); p > concurrency || p < 2 {
 		t.Errorf("peak parts in flight = %d, want 2..%d", p, concurrency)
 	}
-	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+	if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("downloaded bytes differ from the uploaded ones")
 	}
 	head, err := s.v.Client().HeadObject(t.Context(), &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
@@ -290,9 +290,9 @@ func TestPart3FailsLeavesNothing(t *testing.T) {
 	opts := fastFail
 	opts.Concurrency = 2
 	st := newStore(t, s.cfg(proxy.URL), opts)
-	data := uploadtest.Payload(8*testPart, 3)
-	_, err := st.Put(t.Context(), "fail/part3.tar.zst", onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))})
-	if !errors.Is(err, upload.ErrTransfer) {
+	data := storetest.Payload(8*testPart, 3)
+	_, err := st.Put(t.Context(), "fail/part3.tar.zst", onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
+	if !errors.Is(err, store.ErrTransfer) {
 		t.Fatalf("err = %v, want ErrTransfer", err)
 	}
 	if !strings.Contains(err.Error(), "fail/part3.tar.zst") {
@@ -323,8 +323,8 @@ func TestCancelMidUploadLeavesNothing(t *testing.T) {
 		return testenv.Fault{}
 	})
 	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2})
-	data := uploadtest.Payload(8*testPart, 4)
-	_, err := st.Put(ctx, "cancel/mid.tar.zst", onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))})
+	data := storetest.Payload(8*testPart, 4)
+	_, err := st.Put(ctx, "cancel/mid.tar.zst", onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -356,8 +356,8 @@ func TestCancelDuringCompleteLeavesNothing(t *testing.T) {
 		return testenv.Fault{}
 	})
 	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2})
-	data := uploadtest.Payload(3*testPart, 5)
-	_, err := st.Put(ctx, key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))})
+	data := storetest.Payload(3*testPart, 5)
+	_, err := st.Put(ctx, key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -392,9 +392,9 @@ func TestLostCompleteAnswerIsSuccess(t *testing.T) {
 				return testenv.Fault{}
 			})
 			st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2, StallTimeout: time.Second, MaxAttempts: 3})
-			data := uploadtest.Payload(3*testPart+7, 6)
+			data := storetest.Payload(3*testPart+7, 6)
 			key := "lost/complete.tar.zst"
-			n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))})
+			n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
 			if err != nil {
 				t.Fatalf("Put: %v", err)
 			}
@@ -404,7 +404,7 @@ func TestLostCompleteAnswerIsSuccess(t *testing.T) {
 			if completes.Load() < 2 {
 				t.Fatalf("CompleteMultipartUpload sent %d times, want a retry", completes.Load())
 			}
-			if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+			if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 				t.Fatal("object differs")
 			}
 			if u := s.v.MultipartUploads(t, s.bucket, "lost/"); len(u) != 0 {
@@ -437,12 +437,12 @@ func TestConditionalWriteRace(t *testing.T) {
 				return testenv.Fault{}
 			})
 			st := newStore(t, s.cfg(proxy.URL), Options{})
-			data := uploadtest.Payload(tc.size, 7)
-			_, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: tc.size})
-			if !errors.Is(err, upload.ErrExists) {
+			data := storetest.Payload(tc.size, 7)
+			_, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: tc.size})
+			if !errors.Is(err, store.ErrExists) {
 				t.Fatalf("err = %v, want ErrExists", err)
 			}
-			if got := uploadtest.Get(t, st, key); !bytes.Equal(got, theirs) {
+			if got := storetest.Get(t, st, key); !bytes.Equal(got, theirs) {
 				t.Fatal("the other writer's object was overwritten")
 			}
 			if u := s.v.MultipartUploads(t, s.bucket, "race/"); len(u) != 0 {
@@ -468,19 +468,19 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 	st := newStore(t, s.cfg(proxy.URL), Options{})
 	for i, size := range []int64{3 * testPart, 1000} {
 		key := fmt.Sprintf("nocond/%d.tar.zst", i)
-		data := uploadtest.Payload(size, uint64(i))
-		if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: size}); err != nil {
+		data := storetest.Payload(size, uint64(i))
+		if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: size}); err != nil {
 			t.Fatalf("Put(%d bytes): %v", size, err)
 		}
-		if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+		if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 			t.Fatalf("%s differs", key)
 		}
 	}
 	if refused.Load() != 1 {
 		t.Errorf("If-None-Match sent %d times, want once (then remembered)", refused.Load())
 	}
-	_, err := st.Put(t.Context(), "nocond/0.tar.zst", onlyReader{strings.NewReader("new")}, upload.PutOptions{SizeHint: 3})
-	if !errors.Is(err, upload.ErrExists) {
+	_, err := st.Put(t.Context(), "nocond/0.tar.zst", onlyReader{strings.NewReader("new")}, store.PutOptions{SizeHint: 3})
+	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("overwrite: err = %v, want ErrExists", err)
 	}
 	if u := s.v.MultipartUploads(t, s.bucket, "nocond/"); len(u) != 0 {
@@ -493,8 +493,8 @@ func TestRangeCutShortIsRetried(t *testing.T) {
 	proxy := testenv.StartFaultProxy(t, s.v.Endpoint)
 	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2})
 	key := "range/cut.tar.zst"
-	data := uploadtest.Payload(3*testPart+123, 8)
-	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))}); err != nil {
+	data := storetest.Payload(3*testPart+123, 8)
+	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))}); err != nil {
 		t.Fatal(err)
 	}
 	var cuts atomic.Int32
@@ -516,7 +516,7 @@ func TestRangeCutShortIsRetried(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+	if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("downloaded bytes differ")
 	}
 	if cuts.Load() != 2 {
@@ -529,7 +529,7 @@ func TestRangeCutShortIsRetried(t *testing.T) {
 	}
 }
 
-// S3's part sizes: upload.PartSize with S3's limits.
+// S3's part sizes: store.PartSize with S3's limits.
 func TestPartSizes(t *testing.T) {
 	const mib, gib, tib = int64(1 << 20), int64(1 << 30), int64(1 << 40)
 	for _, tc := range []struct {
@@ -659,7 +659,7 @@ func TestDeleteBatches(t *testing.T) {
 		return testenv.Fault{}
 	})
 	err = st.Delete(t.Context(), []string{"del-keep"})
-	if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "del-keep") {
+	if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "del-keep") {
 		t.Fatalf("err = %v, want ErrAccess naming del-keep", err)
 	}
 }
@@ -685,7 +685,7 @@ func TestServerSideEncryptionAndStorageClass(t *testing.T) {
 	cfg.SSE, cfg.SSEKMSKeyID, cfg.StorageClass = "aws:kms", "alias/snapshots", "STANDARD_IA"
 	st := newStore(t, cfg, Options{})
 	for _, size := range []int64{100, 2 * testPart} {
-		_, err := st.Put(t.Context(), fmt.Sprintf("sse/%d.tar.zst", size), onlyReader{bytes.NewReader(uploadtest.Payload(size, 9))}, upload.PutOptions{SizeHint: size})
+		_, err := st.Put(t.Context(), fmt.Sprintf("sse/%d.tar.zst", size), onlyReader{bytes.NewReader(storetest.Payload(size, 9))}, store.PutOptions{SizeHint: size})
 		if err != nil {
 			// versitygw may refuse what it cannot do; the headers are what
 			// this test is about.
@@ -733,14 +733,14 @@ func TestChecksumsOnCustomEndpoint(t *testing.T) {
 				return testenv.Fault{}
 			})
 			st := newStore(t, s.cfg(proxy.URL), Options{})
-			data := uploadtest.Payload(2*testPart+1, 10)
-			if _, err := st.Put(t.Context(), "sum/x.tar.zst", onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))}); err != nil {
+			data := storetest.Payload(2*testPart+1, 10)
+			if _, err := st.Put(t.Context(), "sum/x.tar.zst", onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))}); err != nil {
 				t.Fatal(err)
 			}
 			if got := withChecksum.Load() > 0; got != tc.want {
 				t.Fatalf("PUTs with checksums: %d, want any=%v", withChecksum.Load(), tc.want)
 			}
-			if got := uploadtest.Get(t, st, "sum/x.tar.zst"); !bytes.Equal(got, data) {
+			if got := storetest.Get(t, st, "sum/x.tar.zst"); !bytes.Equal(got, data) {
 				t.Fatal("object differs")
 			}
 		})

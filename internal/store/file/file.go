@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // A file being written is named tempPrefix + the final base name + "-" +
@@ -33,7 +33,7 @@ const (
 )
 
 // Limits: files have no parts; Put streams with a small copy buffer.
-func Limits() upload.PartLimits { return upload.PartLimits{} }
+func Limits() store.PartLimits { return store.PartLimits{} }
 
 // Store keeps objects as files below Root; a key's '/' separated parts
 // are directories.
@@ -56,13 +56,13 @@ func (s *Store) String() string { return "file://" + s.root }
 // Check verifies that the root is a directory the job can list and, for
 // Write, create files in. Checking Read writes nothing, so that restores
 // work from a store mounted read-only.
-func (s *Store) Check(ctx context.Context, access upload.Access) error {
+func (s *Store) Check(ctx context.Context, access store.Access) error {
 	fi, err := os.Stat(s.root)
 	if err != nil {
-		return fmt.Errorf("%w: store directory %s: %w (create it, or fix SNAPSHOT_FILE_DIR)", upload.ErrAccess, s.root, err)
+		return fmt.Errorf("%w: store directory %s: %w (create it, or fix SNAPSHOT_FILE_DIR)", store.ErrAccess, s.root, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%w: store directory %s is not a directory", upload.ErrAccess, s.root)
+		return fmt.Errorf("%w: store directory %s is not a directory", store.ErrAccess, s.root)
 	}
 	d, err := os.Open(s.root)
 	if err == nil {
@@ -73,14 +73,14 @@ func (s *Store) Check(ctx context.Context, access upload.Access) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w: store directory %s is not readable: %w%s", upload.ErrAccess, s.root, err, userHint(false))
+		return fmt.Errorf("%w: store directory %s is not readable: %w%s", store.ErrAccess, s.root, err, userHint(false))
 	}
-	if access != upload.Write {
+	if access != store.Write {
 		return nil
 	}
 	f, name, err := createTemp(s.root, "check")
 	if err != nil {
-		return fmt.Errorf("%w: store directory %s is not writable: %w%s", upload.ErrAccess, s.root, err, userHint(true))
+		return fmt.Errorf("%w: store directory %s is not writable: %w%s", store.ErrAccess, s.root, err, userHint(true))
 	}
 	f.Close()
 	return os.Remove(name)
@@ -179,13 +179,13 @@ func partialBase(name string) (string, bool) {
 // filesystem has no hard links, it falls back to a check and a rename.
 // A run killed mid-Put leaves its temporary file; pruning removes it
 // after a day (AbortIncompleteUploads).
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ upload.PutOptions) (int64, error) {
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ store.PutOptions) (int64, error) {
 	dst, err := s.path(key)
 	if err != nil {
 		return 0, err
 	}
 	if _, err := os.Lstat(dst); err == nil {
-		return 0, fmt.Errorf("%w: %s", upload.ErrExists, key)
+		return 0, fmt.Errorf("%w: %s", store.ErrExists, key)
 	}
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o777); err != nil {
@@ -221,7 +221,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ upload.PutOp
 	}
 	if err := publish(tmpName, dst); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return n, fmt.Errorf("%w: %s", upload.ErrExists, key)
+			return n, fmt.Errorf("%w: %s", store.ErrExists, key)
 		}
 		return n, fsErr("writing", key, err)
 	}
@@ -290,30 +290,30 @@ func (w *writeError) Error() string { return w.err.Error() }
 // errors, a full disk, a stale NFS handle) may pass.
 func fsErr(op, key string, err error) error {
 	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
-		return fmt.Errorf("%w: %s %s: %w%s", upload.ErrAccess, op, key, err, userHint(op != "reading" && op != "listing"))
+		return fmt.Errorf("%w: %s %s: %w%s", store.ErrAccess, op, key, err, userHint(op != "reading" && op != "listing"))
 	}
-	return fmt.Errorf("%w: %s %s: %w", upload.ErrTransfer, op, key, err)
+	return fmt.Errorf("%w: %s %s: %w", store.ErrTransfer, op, key, err)
 }
 
 // Get opens the file of key.
-func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, upload.Object, error) {
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Object, error) {
 	p, err := s.path(key)
 	if err != nil {
-		return nil, upload.Object{}, err
+		return nil, store.Object{}, err
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, upload.Object{}, fmt.Errorf("%w: %s", upload.ErrNotFound, key)
+		return nil, store.Object{}, fmt.Errorf("%w: %s", store.ErrNotFound, key)
 	}
 	if err != nil {
-		return nil, upload.Object{}, fsErr("reading", key, err)
+		return nil, store.Object{}, fsErr("reading", key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, upload.Object{}, fmt.Errorf("%w: %s is not a regular file", upload.ErrNotFound, key)
+		return nil, store.Object{}, fmt.Errorf("%w: %s is not a regular file", store.ErrNotFound, key)
 	}
-	return readErrs{f, key}, upload.Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()}, nil
+	return readErrs{f, key}, store.Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()}, nil
 }
 
 // readErrs marks read failures as transfer errors, as a network store's
@@ -362,8 +362,8 @@ func (s *Store) walk(ctx context.Context, prefix string, fn func(key string, d f
 }
 
 // List walks the directory of prefix. Temporary files are left out.
-func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error) {
-	var objs []upload.Object
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	var objs []store.Object
 	err := s.walk(ctx, prefix, func(key string, d fs.DirEntry) error {
 		if strings.HasPrefix(d.Name(), tempPrefix) {
 			return nil
@@ -372,7 +372,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error
 		if err != nil {
 			return nil // deleted meanwhile
 		}
-		objs = append(objs, upload.Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()})
+		objs = append(objs, store.Object{Key: key, Size: fi.Size(), Modified: fi.ModTime()})
 		return nil
 	})
 	if err != nil {

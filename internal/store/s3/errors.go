@@ -14,7 +14,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Error codes that mean the request will never succeed with these
@@ -74,8 +74,8 @@ func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error
 		return nil
 	}
 	err = withRequestIDs(err)
-	if errors.Is(err, context.Canceled) || errors.Is(err, upload.ErrAccess) ||
-		errors.Is(err, upload.ErrTransfer) || errors.Is(err, upload.ErrNotFound) || errors.Is(err, upload.ErrExists) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, store.ErrAccess) ||
+		errors.Is(err, store.ErrTransfer) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) {
 		return err
 	}
 	code, status := apiCode(err), httpStatus(err)
@@ -83,25 +83,25 @@ func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error
 	var ce *credentialError
 	switch {
 	case accessCodes[code] || strings.HasPrefix(code, "KMS.") || status == http.StatusForbidden || status == http.StatusMovedPermanently || status == http.StatusUnauthorized:
-		return fmt.Errorf("%w: %w", upload.ErrAccess, err)
+		return fmt.Errorf("%w: %w", store.ErrAccess, err)
 	case status == http.StatusNotFound || code == "NoSuchKey" || code == "NotFound":
 		if bucketLevel {
-			return fmt.Errorf("%w: bucket %q does not exist: %w", upload.ErrAccess, s.bucket, err)
+			return fmt.Errorf("%w: bucket %q does not exist: %w", store.ErrAccess, s.bucket, err)
 		}
-		return fmt.Errorf("%w: %w", upload.ErrNotFound, err)
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed" || code == "ConditionalRequestConflict":
-		return fmt.Errorf("%w: %w", upload.ErrExists, err)
+		return fmt.Errorf("%w: %w", store.ErrExists, err)
 	case untrustedServer(err):
 		// Retrying cannot make the certificate trusted.
-		return fmt.Errorf("%w: the server's TLS certificate is not trusted (a private CA goes in AWS_CA_BUNDLE): %w", upload.ErrAccess, err)
+		return fmt.Errorf("%w: the server's TLS certificate is not trusted (a private CA goes in AWS_CA_BUNDLE): %w", store.ErrAccess, err)
 	case status >= 500 || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %w", upload.ErrTransfer, err)
+		return fmt.Errorf("%w: %w", store.ErrTransfer, err)
 	case errors.As(err, &ce):
 		// No credentials found, an unreadable web identity token file, a
 		// malformed STS answer: configuration the operator has to fix.
-		return fmt.Errorf("%w: %w", upload.ErrAccess, err)
+		return fmt.Errorf("%w: %w", store.ErrAccess, err)
 	}
-	return fmt.Errorf("%w: %w", upload.ErrTransfer, err)
+	return fmt.Errorf("%w: %w", store.ErrTransfer, err)
 }
 
 func untrustedServer(err error) bool {
@@ -115,13 +115,13 @@ func untrustedServer(err error) bool {
 // requestError carries the identifiers S3 gave a failed request
 // (x-amz-request-id, x-amz-id-2) out of the SDK's message, where they
 // take a hundred characters of the one line that says what failed, into
-// upload.RequestIDs, which the command logs in fields of their own.
+// store.RequestIDs, which the command logs in fields of their own.
 type requestError struct {
 	err               error
 	requestID, hostID string
 }
 
-var _ upload.RequestIdentifier = (*requestError)(nil)
+var _ store.RequestIdentifier = (*requestError)(nil)
 
 // withRequestIDs wraps an error that holds an S3 (or STS) response, once.
 func withRequestIDs(err error) error {
@@ -150,5 +150,5 @@ func (e *requestError) Error() string {
 
 func (e *requestError) Unwrap() error { return e.err }
 
-// RequestIDs implements upload.RequestIdentifier.
+// RequestIDs implements store.RequestIdentifier.
 func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, e.hostID }

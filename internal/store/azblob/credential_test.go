@@ -24,9 +24,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/uploadtest"
 )
 
 func TestNewValidatesSettings(t *testing.T) {
@@ -198,9 +198,9 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 				t.Fatalf("method = %q", s.CredentialMethod())
 			}
 			start := time.Now()
-			err = s.Check(t.Context(), upload.Write)
+			err = s.Check(t.Context(), store.Write)
 			t.Logf("Check after %v: %v", time.Since(start).Round(time.Millisecond), err)
-			if !errors.Is(err, upload.ErrAccess) {
+			if !errors.Is(err, store.ErrAccess) {
 				t.Fatalf("Check without identity: err = %v, want ErrAccess", err)
 			}
 			for _, want := range []string{"acct", "snaps", MethodDefaultAzure, "SNAPSHOT_AZBLOB_STORAGE_KEY", "azure.workload.identity/use", "AZURE_FEDERATED_TOKEN_FILE", "ManagedIdentityCredential"} {
@@ -211,7 +211,7 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error spans lines: %q", err)
 			}
-			if _, err := s.Put(t.Context(), "a", bytes.NewReader(nil), upload.PutOptions{}); !errors.Is(err, upload.ErrAccess) {
+			if _, err := s.Put(t.Context(), "a", bytes.NewReader(nil), store.PutOptions{}); !errors.Is(err, store.ErrAccess) {
 				t.Errorf("Put without identity: err = %v, want ErrAccess", err)
 			}
 		})
@@ -228,7 +228,7 @@ func TestCancelledWhileGettingToken(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
-	if err := s.Check(ctx, upload.Write); !errors.Is(err, context.Canceled) {
+	if err := s.Check(ctx, store.Write); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Check cancelled during the IMDS probe: err = %v, want context.Canceled", err)
 	}
 }
@@ -376,15 +376,15 @@ func TestWorkloadIdentity(t *testing.T) {
 
 	t.Run("round trip", func(t *testing.T) {
 		s := newWI(t)
-		if err := s.Check(t.Context(), upload.Write); err != nil {
+		if err := s.Check(t.Context(), store.Write); err != nil {
 			t.Fatalf("Check with workload identity: %v", err)
 		}
 		want := bytes.Repeat([]byte("workload identity "), 200000) // 3.4 MiB: several blocks
 		key := "wi/a.tar.zst"
-		if _, err := s.Put(t.Context(), key, bytes.NewReader(want), upload.PutOptions{SizeHint: int64(len(want))}); err != nil {
+		if _, err := s.Put(t.Context(), key, bytes.NewReader(want), store.PutOptions{SizeHint: int64(len(want))}); err != nil {
 			t.Fatalf("Put: %v", err)
 		}
-		if got := uploadtest.Get(t, s, key); !bytes.Equal(got, want) {
+		if got := storetest.Get(t, s, key); !bytes.Equal(got, want) {
 			t.Fatal("read back different bytes")
 		}
 		if objs, err := s.List(t.Context(), "wi/"); err != nil || len(objs) != 1 {
@@ -412,8 +412,8 @@ func TestWorkloadIdentity(t *testing.T) {
 			entra.audience = "https://storage.azure.com"
 			entra.mu.Unlock()
 		}()
-		err := newWI(t).Check(t.Context(), upload.Write)
-		if !errors.Is(err, upload.ErrAccess) {
+		err := newWI(t).Check(t.Context(), store.Write)
+		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check with a token for another audience: err = %v, want ErrAccess", err)
 		}
 		if !strings.Contains(err.Error(), "Storage Blob Data Contributor") {
@@ -429,8 +429,8 @@ func TestWorkloadIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.tm = fastTiming()
-		err = s.Check(t.Context(), upload.Write)
-		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "not trusted") {
+		err = s.Check(t.Context(), store.Write)
+		if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "not trusted") {
 			t.Fatalf("Check against an untrusted certificate: err = %v, want ErrAccess saying so", err)
 		}
 	})
@@ -440,8 +440,8 @@ func TestWorkloadIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer os.WriteFile(tokenFile, []byte(projected), 0o600)
-		err := newWI(t).Check(t.Context(), upload.Write)
-		if !errors.Is(err, upload.ErrAccess) {
+		err := newWI(t).Check(t.Context(), store.Write)
+		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check with a rejected assertion: err = %v, want ErrAccess", err)
 		}
 		for _, want := range []string{"WorkloadIdentityCredential", "AADSTS700213", testContainer} {
@@ -482,26 +482,26 @@ func TestErrorMapping(t *testing.T) {
 		err  error
 		want error // nil: none of the sentinels
 	}{
-		{"container missing", t.Context(), "", respErr(404, "ContainerNotFound"), upload.ErrAccess},
-		{"blob missing", t.Context(), "k", respErr(404, "BlobNotFound"), upload.ErrNotFound},
-		{"blob missing, HEAD without code", t.Context(), "k", respErr(404, ""), upload.ErrNotFound},
-		{"account missing", t.Context(), "", respErr(404, "ResourceNotFound"), upload.ErrAccess},
-		{"bad key", t.Context(), "", respErr(403, "AuthenticationFailed"), upload.ErrAccess},
-		{"no role", t.Context(), "k", respErr(403, "AuthorizationPermissionMismatch"), upload.ErrAccess},
-		{"archived", t.Context(), "k", respErr(409, "BlobArchived"), upload.ErrAccess},
-		{"busy", t.Context(), "k", respErr(503, "ServerBusy"), upload.ErrTransfer},
-		{"internal", t.Context(), "k", respErr(500, "InternalError"), upload.ErrTransfer},
-		{"throttled", t.Context(), "k", respErr(429, ""), upload.ErrTransfer},
+		{"container missing", t.Context(), "", respErr(404, "ContainerNotFound"), store.ErrAccess},
+		{"blob missing", t.Context(), "k", respErr(404, "BlobNotFound"), store.ErrNotFound},
+		{"blob missing, HEAD without code", t.Context(), "k", respErr(404, ""), store.ErrNotFound},
+		{"account missing", t.Context(), "", respErr(404, "ResourceNotFound"), store.ErrAccess},
+		{"bad key", t.Context(), "", respErr(403, "AuthenticationFailed"), store.ErrAccess},
+		{"no role", t.Context(), "k", respErr(403, "AuthorizationPermissionMismatch"), store.ErrAccess},
+		{"archived", t.Context(), "k", respErr(409, "BlobArchived"), store.ErrAccess},
+		{"busy", t.Context(), "k", respErr(503, "ServerBusy"), store.ErrTransfer},
+		{"internal", t.Context(), "k", respErr(500, "InternalError"), store.ErrTransfer},
+		{"throttled", t.Context(), "k", respErr(429, ""), store.ErrTransfer},
 		{"unexpected 400", t.Context(), "k", respErr(400, "InvalidHeaderValue"), nil},
-		{"account name does not resolve", t.Context(), "", &net.DNSError{Err: "no such host", Name: "acct.blob.core.windows.net", IsNotFound: true}, upload.ErrAccess},
-		{"dns timeout", t.Context(), "", &net.DNSError{Err: "i/o timeout", Name: "acct.blob.core.windows.net", IsTimeout: true}, upload.ErrTransfer},
-		{"try timeout", t.Context(), "k", fmt.Errorf("Get: %w", context.DeadlineExceeded), upload.ErrTransfer},
-		{"connection reset", t.Context(), "k", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, upload.ErrTransfer},
+		{"account name does not resolve", t.Context(), "", &net.DNSError{Err: "no such host", Name: "acct.blob.core.windows.net", IsNotFound: true}, store.ErrAccess},
+		{"dns timeout", t.Context(), "", &net.DNSError{Err: "i/o timeout", Name: "acct.blob.core.windows.net", IsTimeout: true}, store.ErrTransfer},
+		{"try timeout", t.Context(), "k", fmt.Errorf("Get: %w", context.DeadlineExceeded), store.ErrTransfer},
+		{"connection reset", t.Context(), "k", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, store.ErrTransfer},
 		{"cancelled", cancelled, "k", respErr(503, "ServerBusy"), context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := s.fail(tc.ctx, "reading", tc.key, tc.err)
-			for _, sentinel := range []error{upload.ErrAccess, upload.ErrNotFound, upload.ErrTransfer, upload.ErrExists, context.Canceled} {
+			for _, sentinel := range []error{store.ErrAccess, store.ErrNotFound, store.ErrTransfer, store.ErrExists, context.Canceled} {
 				if errors.Is(got, sentinel) != (sentinel == tc.want) {
 					t.Fatalf("fail(%v) = %v: errors.Is(%v) = %v", tc.err, got, sentinel, !(sentinel == tc.want))
 				}

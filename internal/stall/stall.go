@@ -1,4 +1,6 @@
-package upload
+// Package stall drops network connections on which nothing moves, so that
+// a dead or wedged store ends in a transfer error instead of a hang.
+package stall
 
 import (
 	"context"
@@ -10,13 +12,13 @@ import (
 // http.Transport.DialContext.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// StallDialer wraps dial so that every connection is dropped when no byte
+// Dialer wraps dial so that every connection is dropped when no byte
 // has moved on it, in either direction, for stall. The request on it then
 // fails and the SDK retries it: a dead or wedged server ends in a
 // transfer error instead of a hang, while a slow but moving transfer
 // (a large part on a thin link) is never cut off, which a whole-request
 // timeout would do.
-func StallDialer(dial DialFunc, stall time.Duration) DialFunc {
+func Dialer(dial DialFunc, stall time.Duration) DialFunc {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
 		if err != nil || stall <= 0 {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
 // benchPayload is n bytes, alternating 1 MiB of random bytes with 1 MiB
@@ -69,7 +69,7 @@ func heapPeak() (stop func() uint64) {
 // BenchmarkThroughput uploads and downloads 1 GiB through versitygw on
 // 127.0.0.1 (posix backend on the local disk):
 //
-//	go test -run '^$' -bench Throughput -benchtime 1x ./internal/upload/s3/
+//	go test -run '^$' -bench Throughput -benchtime 1x ./internal/store/s3/
 func BenchmarkThroughput(b *testing.B) {
 	const size = 1 << 30
 	data := benchPayload(size)
@@ -91,7 +91,7 @@ func BenchmarkThroughput(b *testing.B) {
 				runtime.ReadMemStats(&base)
 				stopUp := heapPeak()
 				start := time.Now()
-				if _, err := st.Put(b.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: size}); err != nil {
+				if _, err := st.Put(b.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: size}); err != nil {
 					b.Fatal(err)
 				}
 				up := time.Since(start)

@@ -1,10 +1,10 @@
-// Package upload defines what the job needs of a snapshot store.
+// Package store defines what the job needs of a snapshot store.
 //
 // Each provider lives in its own sub-package (file, s3, azblob) and
 // implements Store. Providers translate their own failures into the
 // sentinel errors below so that the command can turn them into exit codes
 // without knowing which provider produced them.
-package upload
+package store
 
 import (
 	"context"

@@ -29,7 +29,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/ranged"
+	"github.com/snapshot-job/snapshot-job/internal/stall"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Credential methods, as CredentialMethod reports them.
@@ -41,7 +43,7 @@ const (
 // Options tune a Store.
 type Options struct {
 	// PartSize is the block size (SNAPSHOT_PART_SIZE); Put raises it for
-	// the size hint (upload.PartSize with Limits). It is also the range
+	// the size hint (store.PartSize with Limits). It is also the range
 	// size of downloads.
 	PartSize int64
 	// Concurrency is the number of blocks in flight during Put (unless
@@ -61,7 +63,7 @@ type Options struct {
 // DefaultStallTimeout is SNAPSHOT_IO_TIMEOUT's default.
 const DefaultStallTimeout = 60 * time.Second
 
-// Store is an Azure Blob container used as an upload.Store.
+// Store is an Azure Blob container used as an store.Store.
 type Store struct {
 	account     string
 	container   string
@@ -78,7 +80,7 @@ type Store struct {
 	listPage    int32 // names per List page; 0 = the service's (5,000)
 }
 
-var _ upload.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // timing bounds every request. A dead endpoint must end as ErrTransfer
 // in bounded time rather than hang the Job until activeDeadlineSeconds.
@@ -232,14 +234,14 @@ func serviceURL(account, endpoint string) (string, error) {
 // would open a new TLS connection for most blocks) and HTTP/1.1 only:
 // parallel blocks want parallel TCP connections, not one multiplexed one.
 // It clones net/http's default so proxies and SSL_CERT_FILE still apply.
-func newHTTPClient(concurrency int, stall time.Duration) *http.Client {
+func newHTTPClient(concurrency int, idle time.Duration) *http.Client {
 	var t *http.Transport
 	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
 		t = dt.Clone()
 	} else {
 		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
 	}
-	t.DialContext = upload.StallDialer((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, stall)
+	t.DialContext = stall.Dialer((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, idle)
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
@@ -295,7 +297,7 @@ func (s *Store) String() string {
 // Check reads the container's properties: it proves the container exists
 // and the credentials are accepted before any work starts, for either
 // access (no request proves write permission without writing).
-func (s *Store) Check(ctx context.Context, _ upload.Access) error {
+func (s *Store) Check(ctx context.Context, _ store.Access) error {
 	_, err := s.client.GetProperties(s.withRetry(ctx, s.tm.checkTry, s.tm.checkRetries), nil)
 	if err != nil {
 		return s.fail(ctx, "checking access to", "", err)
@@ -304,16 +306,16 @@ func (s *Store) Check(ctx context.Context, _ upload.Access) error {
 }
 
 // Get opens key for reading with parallel ranged downloads.
-func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, upload.Object, error) {
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Object, error) {
 	bc := s.client.NewBlobClient(key)
 	p, err := bc.GetProperties(s.control(ctx), nil)
 	if err != nil {
-		return nil, upload.Object{}, s.fail(ctx, "reading", key, err)
+		return nil, store.Object{}, s.fail(ctx, "reading", key, err)
 	}
 	if p.AccessTier != nil && blob.AccessTier(*p.AccessTier) == blob.AccessTierArchive {
-		return nil, upload.Object{}, fmt.Errorf("%w: blob %q in container %q of storage account %q is in the Archive tier: rehydrate it (set its tier to Hot or Cool and wait) before reading it", upload.ErrAccess, key, s.container, s.account)
+		return nil, store.Object{}, fmt.Errorf("%w: blob %q in container %q of storage account %q is in the Archive tier: rehydrate it (set its tier to Hot or Cool and wait) before reading it", store.ErrAccess, key, s.container, s.account)
 	}
-	obj := upload.Object{Key: key, Size: deref(p.ContentLength), Modified: deref(p.LastModified)}
+	obj := store.Object{Key: key, Size: deref(p.ContentLength), Modified: deref(p.LastModified)}
 	// If-Match pins every range to the version whose size was read.
 	cond := &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: p.ETag}}
 	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
@@ -326,11 +328,11 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, upload.Obje
 		}
 		return resp.Body, nil
 	}
-	return upload.NewRangeReader(ctx, obj.Size, s.partSize, s.concurrency, fetch), obj, nil
+	return ranged.NewReader(ctx, obj.Size, s.partSize, s.concurrency, fetch), obj, nil
 }
 
 // List returns every blob under prefix, following continuation markers.
-func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Object, error) {
 	opts := &container.ListBlobsFlatOptions{Include: container.ListBlobsInclude{Metadata: true}}
 	if s.listPage > 0 {
 		opts.MaxResults = &s.listPage
@@ -339,7 +341,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error
 		opts.Prefix = &prefix
 	}
 	pager := s.client.NewListBlobsFlatPager(opts)
-	var objs []upload.Object
+	var objs []store.Object
 	for pager.More() {
 		page, err := pager.NextPage(s.control(ctx))
 		if err != nil {
@@ -349,7 +351,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]upload.Object, error
 			if item.Name == nil || item.Properties == nil || discardMarked(item.Metadata) {
 				continue
 			}
-			objs = append(objs, upload.Object{
+			objs = append(objs, store.Object{
 				Key:      *item.Name,
 				Size:     deref(item.Properties.ContentLength),
 				Modified: deref(item.Properties.LastModified),
@@ -433,9 +435,9 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 	if errors.As(err, &ce) {
 		var afe *azidentity.AuthenticationFailedError
 		if errors.As(err, &afe) && afe.RawResponse != nil && afe.RawResponse.StatusCode >= 500 {
-			return fmt.Errorf("%w: %s %s: the identity provider failed: %s", upload.ErrTransfer, op, where, oneLine(ce.err.Error()))
+			return fmt.Errorf("%w: %s %s: the identity provider failed: %s", store.ErrTransfer, op, where, oneLine(ce.err.Error()))
 		}
-		return fmt.Errorf("%w: %s %s with %s: no Azure token: %s; to fix, %s", upload.ErrAccess, op, where, s.method, oneLine(ce.err.Error()), identityHint)
+		return fmt.Errorf("%w: %s %s with %s: no Azure token: %s; to fix, %s", store.ErrAccess, op, where, s.method, oneLine(ce.err.Error()), identityHint)
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
@@ -448,16 +450,16 @@ func (s *Store) fail(ctx context.Context, op, key string, err error) error {
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 		// A typo in the account name: retrying will not help.
-		return fmt.Errorf("%w: %s %s: %s does not resolve: check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT and SNAPSHOT_AZBLOB_ENDPOINT", upload.ErrAccess, op, where, dnsErr.Name)
+		return fmt.Errorf("%w: %s %s: %s does not resolve: check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT and SNAPSHOT_AZBLOB_ENDPOINT", store.ErrAccess, op, where, dnsErr.Name)
 	}
 	var certErr *tls.CertificateVerificationError
 	if errors.As(err, &certErr) {
-		return fmt.Errorf("%w: %s %s: the TLS certificate of %s is not trusted: %v", upload.ErrAccess, op, where, s.endpoint, certErr.Err)
+		return fmt.Errorf("%w: %s %s: the TLS certificate of %s is not trusted: %v", store.ErrAccess, op, where, s.endpoint, certErr.Err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %s %s: no answer from %s in time, retries included: %v", upload.ErrTransfer, op, where, s.endpoint, err)
+		return fmt.Errorf("%w: %s %s: no answer from %s in time, retries included: %v", store.ErrTransfer, op, where, s.endpoint, err)
 	}
-	return fmt.Errorf("%w: %s %s at %s, retries included: %v", upload.ErrTransfer, op, where, s.endpoint, err)
+	return fmt.Errorf("%w: %s %s at %s, retries included: %v", store.ErrTransfer, op, where, s.endpoint, err)
 }
 
 // responseError words an answer of the service, naming the sentinel it
@@ -467,17 +469,17 @@ func (s *Store) responseError(op, key, where string, re *azcore.ResponseError) e
 	detail := fmt.Sprintf("%d %s", re.StatusCode, re.ErrorCode)
 	switch {
 	case code == bloberror.ContainerNotFound:
-		return fmt.Errorf("%w: %s %s with %s: container %q does not exist in storage account %q at %s (%s): create it, or fix SNAPSHOT_AZBLOB_CONTAINER", upload.ErrAccess, op, where, s.method, s.container, s.account, s.endpoint, detail)
+		return fmt.Errorf("%w: %s %s with %s: container %q does not exist in storage account %q at %s (%s): create it, or fix SNAPSHOT_AZBLOB_CONTAINER", store.ErrAccess, op, where, s.method, s.container, s.account, s.endpoint, detail)
 	case code == bloberror.BlobNotFound || (re.StatusCode == http.StatusNotFound && key != "" && code == ""):
-		return fmt.Errorf("%w: %s %s: %s", upload.ErrNotFound, op, where, detail)
+		return fmt.Errorf("%w: %s %s: %s", store.ErrNotFound, op, where, detail)
 	case code == bloberror.BlobArchived:
-		return fmt.Errorf("%w: %s %s: the blob is in the Archive tier: rehydrate it to Hot or Cool first (%s)", upload.ErrAccess, op, where, detail)
+		return fmt.Errorf("%w: %s %s: the blob is in the Archive tier: rehydrate it to Hot or Cool first (%s)", store.ErrAccess, op, where, detail)
 	case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("%w: %s %s with %s: %s: %s", upload.ErrAccess, op, where, s.method, detail, s.accessHint())
+		return fmt.Errorf("%w: %s %s with %s: %s: %s", store.ErrAccess, op, where, s.method, detail, s.accessHint())
 	case re.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%w: %s %s: storage account or container not found at %s (%s): check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_AZBLOB_CONTAINER and SNAPSHOT_AZBLOB_ENDPOINT", upload.ErrAccess, op, where, s.endpoint, detail)
+		return fmt.Errorf("%w: %s %s: storage account or container not found at %s (%s): check SNAPSHOT_AZBLOB_STORAGE_ACCOUNT, SNAPSHOT_AZBLOB_CONTAINER and SNAPSHOT_AZBLOB_ENDPOINT", store.ErrAccess, op, where, s.endpoint, detail)
 	case re.StatusCode == http.StatusRequestTimeout || re.StatusCode == http.StatusTooManyRequests || re.StatusCode >= 500:
-		return fmt.Errorf("%w: %s %s: %s, still after retries", upload.ErrTransfer, op, where, detail)
+		return fmt.Errorf("%w: %s %s: %s, still after retries", store.ErrTransfer, op, where, detail)
 	default:
 		// Neither access nor transfer: a bug or an unexpected service
 		// answer, reported as is (exit 1).
@@ -486,14 +488,14 @@ func (s *Store) responseError(op, key, where string, re *azcore.ResponseError) e
 }
 
 // requestError carries Azure's x-ms-request-id of a failed request out of
-// the message and into upload.RequestIDs, which the command logs in a
+// the message and into store.RequestIDs, which the command logs in a
 // field of its own.
 type requestError struct {
 	err       error
 	requestID string
 }
 
-var _ upload.RequestIdentifier = (*requestError)(nil)
+var _ store.RequestIdentifier = (*requestError)(nil)
 
 func withRequestID(err error, id string) error {
 	if id == "" {
@@ -505,7 +507,7 @@ func withRequestID(err error, id string) error {
 func (e *requestError) Error() string { return e.err.Error() }
 func (e *requestError) Unwrap() error { return e.err }
 
-// RequestIDs implements upload.RequestIdentifier; Azure has no host id.
+// RequestIDs implements store.RequestIdentifier; Azure has no host id.
 func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, "" }
 
 // ctxErr is ctx's error together with its cause (e.g. the signal that

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/uploadtest"
 )
 
 func TestWrongSecretIsAccessError(t *testing.T) {
@@ -23,9 +23,9 @@ func TestWrongSecretIsAccessError(t *testing.T) {
 	cfg := s.cfg("")
 	cfg.SecretKey = "not-the-secret"
 	st := newStore(t, cfg, Options{})
-	err := st.Check(t.Context(), upload.Write)
+	err := st.Check(t.Context(), store.Write)
 	t.Logf("Check: %v", err)
-	if !errors.Is(err, upload.ErrAccess) {
+	if !errors.Is(err, store.ErrAccess) {
 		t.Fatalf("Check: err = %v, want ErrAccess", err)
 	}
 	for _, want := range []string{s.bucket, "static keys"} {
@@ -36,13 +36,13 @@ func TestWrongSecretIsAccessError(t *testing.T) {
 	if strings.Contains(err.Error(), "not-the-secret") {
 		t.Errorf("Check error shows the secret: %v", err)
 	}
-	if _, err := st.Put(t.Context(), "x.tar.zst", strings.NewReader("x"), upload.PutOptions{SizeHint: 1}); !errors.Is(err, upload.ErrAccess) {
+	if _, err := st.Put(t.Context(), "x.tar.zst", strings.NewReader("x"), store.PutOptions{SizeHint: 1}); !errors.Is(err, store.ErrAccess) {
 		t.Errorf("Put: err = %v, want ErrAccess", err)
 	}
-	if _, err := st.List(t.Context(), ""); !errors.Is(err, upload.ErrAccess) {
+	if _, err := st.List(t.Context(), ""); !errors.Is(err, store.ErrAccess) {
 		t.Errorf("List: err = %v, want ErrAccess", err)
 	}
-	if _, _, err := st.Get(t.Context(), "x.tar.zst"); !errors.Is(err, upload.ErrAccess) {
+	if _, _, err := st.Get(t.Context(), "x.tar.zst"); !errors.Is(err, store.ErrAccess) {
 		t.Errorf("Get: err = %v, want ErrAccess", err)
 	}
 }
@@ -52,9 +52,9 @@ func TestMissingBucketIsAccessError(t *testing.T) {
 	cfg := s.cfg("")
 	cfg.Bucket = "no-such-bucket-here"
 	st := newStore(t, cfg, Options{})
-	err := st.Check(t.Context(), upload.Write)
+	err := st.Check(t.Context(), store.Write)
 	t.Logf("Check: %v", err)
-	if !errors.Is(err, upload.ErrAccess) {
+	if !errors.Is(err, store.ErrAccess) {
 		t.Fatalf("Check: err = %v, want ErrAccess", err)
 	}
 	for _, want := range []string{"no-such-bucket-here", "static keys", "does not exist"} {
@@ -62,7 +62,7 @@ func TestMissingBucketIsAccessError(t *testing.T) {
 			t.Errorf("Check error does not mention %q: %v", want, err)
 		}
 	}
-	if _, err := st.List(t.Context(), ""); !errors.Is(err, upload.ErrAccess) {
+	if _, err := st.List(t.Context(), ""); !errors.Is(err, store.ErrAccess) {
 		t.Errorf("List: err = %v, want ErrAccess", err)
 	}
 }
@@ -75,9 +75,9 @@ func TestWrongRegionNamesTheRegion(t *testing.T) {
 	proxy.SetRule(func(*http.Request, int) testenv.Fault {
 		return testenv.Fault{Status: http.StatusMovedPermanently, Header: http.Header{"X-Amz-Bucket-Region": {"eu-central-1"}}}
 	})
-	err := newStore(t, s.cfg(proxy.URL), Options{}).Check(t.Context(), upload.Write)
+	err := newStore(t, s.cfg(proxy.URL), Options{}).Check(t.Context(), store.Write)
 	t.Logf("Check: %v", err)
-	if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "SNAPSHOT_AWS_REGION=eu-central-1") {
+	if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "SNAPSHOT_AWS_REGION=eu-central-1") {
 		t.Fatalf("Check: err = %v, want ErrAccess naming eu-central-1", err)
 	}
 }
@@ -99,21 +99,21 @@ func TestDeadEndpointIsTransferError(t *testing.T) {
 			// test instead of stalling it; reaching it is a failure too.
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			err := st.Check(ctx, upload.Write)
+			err := st.Check(ctx, store.Write)
 			t.Logf("Check: %v", err)
 			if ctx.Err() != nil {
 				t.Fatalf("Check gave up only at the test's deadline: %v", err)
 			}
-			if !errors.Is(err, upload.ErrTransfer) {
+			if !errors.Is(err, store.ErrTransfer) {
 				t.Fatalf("Check: err = %v, want ErrTransfer", err)
 			}
 			if !strings.Contains(err.Error(), endpoint) {
 				t.Errorf("Check error does not name the endpoint: %v", err)
 			}
-			if _, err := st.Put(t.Context(), "dead.tar.zst", strings.NewReader("x"), upload.PutOptions{SizeHint: 1}); !errors.Is(err, upload.ErrTransfer) {
+			if _, err := st.Put(t.Context(), "dead.tar.zst", strings.NewReader("x"), store.PutOptions{SizeHint: 1}); !errors.Is(err, store.ErrTransfer) {
 				t.Errorf("Put: err = %v, want ErrTransfer", err)
 			}
-			if _, _, err := st.Get(t.Context(), "dead.tar.zst"); !errors.Is(err, upload.ErrTransfer) {
+			if _, _, err := st.Get(t.Context(), "dead.tar.zst"); !errors.Is(err, store.ErrTransfer) {
 				t.Errorf("Get: err = %v, want ErrTransfer", err)
 			}
 		})
@@ -125,7 +125,7 @@ func TestDeadEndpointIsTransferError(t *testing.T) {
 func TestStalledRequestIsRetried(t *testing.T) {
 	s := startServer(t)
 	key := "stall/x.tar.zst"
-	data := uploadtest.Payload(2*testPart, 11)
+	data := storetest.Payload(2*testPart, 11)
 	s.v.PutObject(t, s.bucket, key, data)
 	proxy := testenv.StartFaultProxy(t, s.v.Endpoint)
 	st := newStore(t, s.cfg(proxy.URL), fastFail)
@@ -136,7 +136,7 @@ func TestStalledRequestIsRetried(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+	if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("object differs")
 	}
 	if first.Load() < 2 {
@@ -156,15 +156,15 @@ func roleUser(t *testing.T, s *server, access string) (string, string) {
 
 func roundTrip(t *testing.T, st *Store) {
 	t.Helper()
-	if err := st.Check(t.Context(), upload.Write); err != nil {
+	if err := st.Check(t.Context(), store.Write); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	data := uploadtest.Payload(2*testPart+3, 12)
+	data := storetest.Payload(2*testPart+3, 12)
 	key := "auth/" + strings.ReplaceAll(t.Name(), "/", "-") + ".tar.zst"
-	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, upload.PutOptions{SizeHint: int64(len(data))}); err != nil {
+	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))}); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
-	if got := uploadtest.Get(t, st, key); !bytes.Equal(got, data) {
+	if got := storetest.Get(t, st, key); !bytes.Equal(got, data) {
 		t.Fatal("object differs")
 	}
 }
@@ -186,7 +186,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	cfg.AccessKey, cfg.SecretKey = "AKIABASE", "base-secret"
 
 	t.Run("base keys alone are refused", func(t *testing.T) {
-		if err := newStore(t, cfg, Options{}).Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrAccess) {
+		if err := newStore(t, cfg, Options{}).Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check with the base keys: err = %v, want ErrAccess", err)
 		}
 	})
@@ -206,12 +206,12 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 		short := cfg
 		short.RoleARN = shortARN
 		st := newStore(t, short, Options{})
-		if err := st.Check(t.Context(), upload.Write); err != nil {
+		if err := st.Check(t.Context(), store.Write); err != nil {
 			t.Fatal(err)
 		}
 		before := len(sts.Calls())
 		time.Sleep(2500 * time.Millisecond)
-		if err := st.Check(t.Context(), upload.Write); err != nil {
+		if err := st.Check(t.Context(), store.Write); err != nil {
 			t.Fatal(err)
 		}
 		if after := len(sts.Calls()); after <= before {
@@ -221,9 +221,9 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("wrong external id", func(t *testing.T) {
 		bad := cfg
 		bad.ExternalID = "ext-41"
-		err := newStore(t, bad, Options{}).Check(t.Context(), upload.Write)
+		err := newStore(t, bad, Options{}).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
-		if !errors.Is(err, upload.ErrAccess) {
+		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 		if !strings.Contains(err.Error(), "assume-role (static keys)") || strings.Contains(err.Error(), "ext-41") {
@@ -233,7 +233,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("wrong base secret", func(t *testing.T) {
 		bad := cfg
 		bad.SecretKey = "other"
-		if err := newStore(t, bad, Options{}).Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrAccess) {
+		if err := newStore(t, bad, Options{}).Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 	})
@@ -272,18 +272,18 @@ func TestIRSAWebIdentity(t *testing.T) {
 	})
 	t.Run("token rejected", func(t *testing.T) {
 		webIdentity(t, arn, "eyJ.stale.token")
-		err := newStore(t, cfg, Options{}).Check(t.Context(), upload.Write)
+		err := newStore(t, cfg, Options{}).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
-		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "default chain") {
+		if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "default chain") {
 			t.Fatalf("Check: err = %v, want ErrAccess naming the default chain", err)
 		}
 	})
 	t.Run("no credentials anywhere", func(t *testing.T) {
 		unsetenv(t, "AWS_WEB_IDENTITY_TOKEN_FILE")
 		unsetenv(t, "AWS_ROLE_ARN")
-		err := newStore(t, cfg, fastFail).Check(t.Context(), upload.Write)
+		err := newStore(t, cfg, fastFail).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
-		if !errors.Is(err, upload.ErrAccess) {
+		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 	})
@@ -341,9 +341,9 @@ func TestCABundle(t *testing.T) {
 
 		// Without the CA the server's certificate is not trusted.
 		t.Setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-		err := newStore(t, s.cfg(""), fastFail).Check(t.Context(), upload.Write)
+		err := newStore(t, s.cfg(""), fastFail).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
-		if !errors.Is(err, upload.ErrAccess) || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
+		if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
 			t.Fatalf("Check without the CA: err = %v, want ErrAccess pointing at AWS_CA_BUNDLE", err)
 		}
 	})

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
 )
 
 // randomReader streams n incompressible bytes (like zstd output) without
@@ -33,7 +33,7 @@ func (r *randomReader) Read(p []byte) (int, error) {
 // memory, with the job's default block size and concurrency and a few
 // others. Run it alone (it needs about 2 GiB of memory):
 //
-//	go test -run '^$' -bench Azurite1GiB -benchtime 1x ./internal/upload/azblob/
+//	go test -run '^$' -bench Azurite1GiB -benchtime 1x ./internal/store/azblob/
 func BenchmarkAzurite1GiB(b *testing.B) {
 	const size = 1 << 30
 	az := testenv.StartAzurite(b)
@@ -51,7 +51,7 @@ func BenchmarkAzurite1GiB(b *testing.B) {
 			defer reportCPU(b, az)()
 			for i := range b.N {
 				key := fmt.Sprintf("bench/%s-%d-%d", name, i, rand.Uint32())
-				n, err := s.Put(b.Context(), key, &randomReader{r: rand.NewChaCha8([32]byte{byte(i)}), left: size}, upload.PutOptions{SizeHint: size})
+				n, err := s.Put(b.Context(), key, &randomReader{r: rand.NewChaCha8([32]byte{byte(i)}), left: size}, store.PutOptions{SizeHint: size})
 				if err != nil || n != size {
 					b.Fatalf("Put: %d, %v", n, err)
 				}

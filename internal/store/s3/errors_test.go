@@ -12,7 +12,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 func TestRequestIDsLeaveTheMessage(t *testing.T) {
@@ -25,10 +25,10 @@ func TestRequestIDsLeaveTheMessage(t *testing.T) {
 	}}
 	s := &Store{bucket: "b"}
 	err := s.classify(t.Context(), fmt.Errorf("assuming the role: %w", sdk), false)
-	if !errors.Is(err, upload.ErrAccess) || apiCode(err) != "AccessDenied" {
+	if !errors.Is(err, store.ErrAccess) || apiCode(err) != "AccessDenied" {
 		t.Fatalf("classification lost: %v", err)
 	}
-	if id, host := upload.RequestIDs(err); id != "req-1" || host != "" {
+	if id, host := store.RequestIDs(err); id != "req-1" || host != "" {
 		t.Errorf("RequestIDs = %q, %q", id, host)
 	}
 	want := "storage access denied: assuming the role: operation error STS: AssumeRole, https response error StatusCode: 403, api error AccessDenied: not allowed"

@@ -25,9 +25,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/uploadtest"
 )
 
 const testContainer = "snapshots"
@@ -125,15 +125,15 @@ func TestAzurite(t *testing.T) {
 
 func conformance(t *testing.T, az *testenv.Azurite) {
 	const part = 1 << 20
-	uploadtest.Run(t, uploadtest.Harness{
-		New: func(t *testing.T) upload.Store {
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) store.Store {
 			return newTestStore(t, azureConfig(az.Endpoint(), testContainer, az.Key()), part, 3)
 		},
 		PartSize: part,
 		// Azure keeps the blocks of a failed upload as an uncommitted blob,
 		// billed until it drops them a week later; Azurite lists them with
 		// include=uncommittedblobs just as Azure does.
-		Leftovers: func(t *testing.T, _ upload.Store, prefix string) []string {
+		Leftovers: func(t *testing.T, _ store.Store, prefix string) []string {
 			return az.UncommittedBlobs(t, testContainer, prefix)
 		},
 	})
@@ -206,9 +206,9 @@ func putOptionsOverrideStore(t *testing.T, az *testenv.Azurite) {
 	}))
 	t.Cleanup(probe.Close)
 	s := newTestStore(t, azureConfig(probe.URL+"/"+testenv.AzuriteAccount, testContainer, az.Key()), block, 4)
-	want := uploadtest.Payload(8*block, 9)
+	want := storetest.Payload(8*block, 9)
 	key := "planned/snap.tar.zst"
-	if _, err := s.Put(t.Context(), key, onlyReader{bytes.NewReader(want)}, upload.PutOptions{
+	if _, err := s.Put(t.Context(), key, onlyReader{bytes.NewReader(want)}, store.PutOptions{
 		SizeHint: int64(len(want)), Concurrency: 1, PartSize: 2 * block,
 	}); err != nil {
 		t.Fatal(err)
@@ -220,7 +220,7 @@ func putOptionsOverrideStore(t *testing.T, az *testenv.Azurite) {
 	if p := peak.Load(); p != 1 {
 		t.Errorf("peak blocks in flight = %d, want 1", p)
 	}
-	if got := uploadtest.Get(t, s, key); !bytes.Equal(got, want) {
+	if got := storetest.Get(t, s, key); !bytes.Equal(got, want) {
 		t.Fatal("read back differs")
 	}
 }
@@ -233,13 +233,13 @@ func stream100MiBSmallBlocks(t *testing.T, az *testenv.Azurite) {
 		conc  = 4
 	)
 	s := newTestStore(t, azureConfig(proxy.URL+"/"+testenv.AzuriteAccount, testContainer, az.Key()), block, conc)
-	want := uploadtest.Payload(size, 42)
+	want := storetest.Payload(size, 42)
 	key := "stream/big.tar.zst"
 
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	n, err := s.Put(t.Context(), key, onlyReader{bytes.NewReader(want)}, upload.PutOptions{SizeHint: size})
+	n, err := s.Put(t.Context(), key, onlyReader{bytes.NewReader(want)}, store.PutOptions{SizeHint: size})
 	runtime.ReadMemStats(&after)
 	if err != nil {
 		t.Fatalf("Put: %v", err)
@@ -268,13 +268,13 @@ func stream100MiBSmallBlocks(t *testing.T, az *testenv.Azurite) {
 			t.Fatalf("block %d has %d bytes, want %d", i, sz, block)
 		}
 	}
-	got := uploadtest.Get(t, s, key)
+	got := storetest.Get(t, s, key)
 	if sha256.Sum256(got) != sha256.Sum256(want) {
 		t.Fatalf("read back %d bytes that differ from the %d stored", len(got), size)
 	}
 }
 
-// Azure's block sizes: upload.PartSize with Azure's limits.
+// Azure's block sizes: store.PartSize with Azure's limits.
 func TestBlockSizes(t *testing.T) {
 	const (
 		mib = int64(1 << 20)
@@ -343,9 +343,9 @@ func failedBlockLeavesNothing(t *testing.T, az *testenv.Azurite) {
 		}
 		return testenv.Fault{}
 	})
-	data := uploadtest.Payload(8<<20, 7)
-	_, err := s.Put(t.Context(), "fail/block.tar.zst", bytes.NewReader(data), upload.PutOptions{SizeHint: int64(len(data))})
-	if !errors.Is(err, upload.ErrTransfer) {
+	data := storetest.Payload(8<<20, 7)
+	_, err := s.Put(t.Context(), "fail/block.tar.zst", bytes.NewReader(data), store.PutOptions{SizeHint: int64(len(data))})
+	if !errors.Is(err, store.ErrTransfer) {
 		t.Fatalf("Put with a failing block: err = %v, want ErrTransfer", err)
 	}
 	if failedID == "" {
@@ -367,8 +367,8 @@ func accessDeniedOnBlock(t *testing.T, az *testenv.Azurite) {
 		}
 		return testenv.Fault{}
 	})
-	_, err := s.Put(t.Context(), "denied/a.tar.zst", bytes.NewReader(uploadtest.Payload(3<<20, 1)), upload.PutOptions{SizeHint: 3 << 20})
-	if !errors.Is(err, upload.ErrAccess) {
+	_, err := s.Put(t.Context(), "denied/a.tar.zst", bytes.NewReader(storetest.Payload(3<<20, 1)), store.PutOptions{SizeHint: 3 << 20})
+	if !errors.Is(err, store.ErrAccess) {
 		t.Fatalf("Put denied: err = %v, want ErrAccess", err)
 	}
 	assertNothingLeft(t, az, "denied/")
@@ -395,8 +395,8 @@ func cancelMidUpload(t *testing.T, az *testenv.Azurite) {
 		}
 		return testenv.Fault{}
 	})
-	data := uploadtest.Payload(20<<20, 9)
-	_, err := s.Put(ctx, "cancel/a.tar.zst", bytes.NewReader(data), upload.PutOptions{SizeHint: int64(len(data))})
+	data := storetest.Payload(20<<20, 9)
+	_, err := s.Put(ctx, "cancel/a.tar.zst", bytes.NewReader(data), store.PutOptions{SizeHint: int64(len(data))})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled Put: err = %v, want context.Canceled", err)
 	}
@@ -410,8 +410,8 @@ func refusesExistingBeforeUploading(t *testing.T, az *testenv.Azurite) {
 	proxy := testenv.StartFaultProxy(t, az.Origin())
 	s := newTestStore(t, azureConfig(proxy.URL+"/"+testenv.AzuriteAccount, testContainer, az.Key()), 1<<20, 2)
 	az.PutBlob(t, testContainer, "exists/a.tar.zst", []byte("first"))
-	_, err := s.Put(t.Context(), "exists/a.tar.zst", bytes.NewReader(uploadtest.Payload(3<<20, 1)), upload.PutOptions{SizeHint: 3 << 20})
-	if !errors.Is(err, upload.ErrExists) {
+	_, err := s.Put(t.Context(), "exists/a.tar.zst", bytes.NewReader(storetest.Payload(3<<20, 1)), store.PutOptions{SizeHint: 3 << 20})
+	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("Put over an existing blob: err = %v, want ErrExists", err)
 	}
 	if r := requestsWith(t, proxy, http.MethodPut, func(q url.Values) bool { return q.Get("comp") == "block" }); len(r) != 0 {
@@ -436,8 +436,8 @@ func commitRaceNeverOverwrites(t *testing.T, az *testenv.Azurite) {
 		}
 		return testenv.Fault{}
 	})
-	_, err := s.Put(t.Context(), key, bytes.NewReader(uploadtest.Payload(3<<20, 1)), upload.PutOptions{SizeHint: 3 << 20})
-	if !errors.Is(err, upload.ErrExists) {
+	_, err := s.Put(t.Context(), key, bytes.NewReader(storetest.Payload(3<<20, 1)), store.PutOptions{SizeHint: 3 << 20})
+	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("Put racing another writer: err = %v, want ErrExists", err)
 	}
 	if got := az.BlobData(t, testContainer, key); string(got) != "other writer" {
@@ -463,7 +463,7 @@ func commitRetryAfterLostAnswer(t *testing.T, az *testenv.Azurite) {
 	if err := s.commit(t.Context(), bb, key, []string{id}, md, "feedfacefeedfacefeedfacefeedface"); err != nil {
 		t.Fatalf("repeated commit of the same upload: %v, want success", err)
 	}
-	if err := s.commit(t.Context(), bb, key, []string{id}, md, "00000000000000000000000000000000"); !errors.Is(err, upload.ErrExists) {
+	if err := s.commit(t.Context(), bb, key, []string{id}, md, "00000000000000000000000000000000"); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("commit of another upload: %v, want ErrExists", err)
 	}
 	if got := az.BlobData(t, testContainer, key); string(got) != "data" {
@@ -475,8 +475,8 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 	wrongKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("k"), 64))
 	t.Run("wrong key", func(t *testing.T) {
 		s := newTestStore(t, azureConfig(az.Endpoint(), testContainer, wrongKey), 1<<20, 2)
-		err := s.Check(t.Context(), upload.Write)
-		if !errors.Is(err, upload.ErrAccess) {
+		err := s.Check(t.Context(), store.Write)
+		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 		for _, want := range []string{testenv.AzuriteAccount, testContainer, "shared key", "SNAPSHOT_AZBLOB_STORAGE_KEY"} {
@@ -487,20 +487,20 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 		if strings.Contains(err.Error(), wrongKey) {
 			t.Fatalf("error leaks the key: %v", err)
 		}
-		if _, err := s.Put(t.Context(), "k/a", bytes.NewReader([]byte("x")), upload.PutOptions{SizeHint: 1}); !errors.Is(err, upload.ErrAccess) {
+		if _, err := s.Put(t.Context(), "k/a", bytes.NewReader([]byte("x")), store.PutOptions{SizeHint: 1}); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("Put: err = %v, want ErrAccess", err)
 		}
-		if _, err := s.List(t.Context(), "k/"); !errors.Is(err, upload.ErrAccess) {
+		if _, err := s.List(t.Context(), "k/"); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("List: err = %v, want ErrAccess", err)
 		}
-		if _, _, err := s.Get(t.Context(), "k/a"); !errors.Is(err, upload.ErrAccess) {
+		if _, _, err := s.Get(t.Context(), "k/a"); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("Get: err = %v, want ErrAccess", err)
 		}
 	})
 	t.Run("missing container", func(t *testing.T) {
 		s := newTestStore(t, azureConfig(az.Endpoint(), "no-such-container", az.Key()), 1<<20, 2)
-		err := s.Check(t.Context(), upload.Write)
-		if !errors.Is(err, upload.ErrAccess) {
+		err := s.Check(t.Context(), store.Write)
+		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 		for _, want := range []string{testenv.AzuriteAccount, "no-such-container", "does not exist", "shared key"} {
@@ -508,10 +508,10 @@ func wrongKeyAndMissingContainer(t *testing.T, az *testenv.Azurite) {
 				t.Errorf("error %q does not name %q", err, want)
 			}
 		}
-		if _, err := s.Put(t.Context(), "k/a", bytes.NewReader([]byte("x")), upload.PutOptions{SizeHint: 1}); !errors.Is(err, upload.ErrAccess) {
+		if _, err := s.Put(t.Context(), "k/a", bytes.NewReader([]byte("x")), store.PutOptions{SizeHint: 1}); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("Put: err = %v, want ErrAccess", err)
 		}
-		if _, err := s.List(t.Context(), ""); !errors.Is(err, upload.ErrAccess) {
+		if _, err := s.List(t.Context(), ""); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("List: err = %v, want ErrAccess", err)
 		}
 	})
@@ -536,21 +536,21 @@ func deadEndpoint(t *testing.T, az *testenv.Azurite) {
 
 func assertAllTransfer(t *testing.T, s *Store) {
 	t.Helper()
-	if err := s.Check(t.Context(), upload.Write); !errors.Is(err, upload.ErrTransfer) {
+	if err := s.Check(t.Context(), store.Write); !errors.Is(err, store.ErrTransfer) {
 		t.Errorf("Check: err = %v, want ErrTransfer", err)
 	} else {
 		t.Logf("Check: %v", err)
 	}
-	if _, err := s.Put(t.Context(), "dead/a", bytes.NewReader([]byte("x")), upload.PutOptions{SizeHint: 1}); !errors.Is(err, upload.ErrTransfer) {
+	if _, err := s.Put(t.Context(), "dead/a", bytes.NewReader([]byte("x")), store.PutOptions{SizeHint: 1}); !errors.Is(err, store.ErrTransfer) {
 		t.Errorf("Put: err = %v, want ErrTransfer", err)
 	}
-	if _, _, err := s.Get(t.Context(), "dead/a"); !errors.Is(err, upload.ErrTransfer) {
+	if _, _, err := s.Get(t.Context(), "dead/a"); !errors.Is(err, store.ErrTransfer) {
 		t.Errorf("Get: err = %v, want ErrTransfer", err)
 	}
-	if _, err := s.List(t.Context(), "dead/"); !errors.Is(err, upload.ErrTransfer) {
+	if _, err := s.List(t.Context(), "dead/"); !errors.Is(err, store.ErrTransfer) {
 		t.Errorf("List: err = %v, want ErrTransfer", err)
 	}
-	if err := s.Delete(t.Context(), []string{"dead/a"}); !errors.Is(err, upload.ErrTransfer) {
+	if err := s.Delete(t.Context(), []string{"dead/a"}); !errors.Is(err, store.ErrTransfer) {
 		t.Errorf("Delete: err = %v, want ErrTransfer", err)
 	}
 }
@@ -558,9 +558,9 @@ func assertAllTransfer(t *testing.T, s *Store) {
 func rangedReadSurvivesCutResponses(t *testing.T, az *testenv.Azurite) {
 	proxy := testenv.StartFaultProxy(t, az.Origin())
 	s := newTestStore(t, azureConfig(proxy.URL+"/"+testenv.AzuriteAccount, testContainer, az.Key()), 1<<20, 3)
-	want := uploadtest.Payload(11<<20+777, 11) // 12 ranges; the short last one is never cut
+	want := storetest.Payload(11<<20+777, 11) // 12 ranges; the short last one is never cut
 	key := "cut/a.tar.zst"
-	if _, err := s.Put(t.Context(), key, bytes.NewReader(want), upload.PutOptions{SizeHint: int64(len(want))}); err != nil {
+	if _, err := s.Put(t.Context(), key, bytes.NewReader(want), store.PutOptions{SizeHint: int64(len(want))}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -586,7 +586,7 @@ func rangedReadSurvivesCutResponses(t *testing.T, az *testenv.Azurite) {
 		cuts[rng] = true
 		return testenv.Fault{}
 	})
-	got := uploadtest.Get(t, s, key)
+	got := storetest.Get(t, s, key)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read back %d bytes that differ from the %d stored", len(got), len(want))
 	}
@@ -602,7 +602,7 @@ func metadataAndTier(t *testing.T, az *testenv.Azurite) {
 	s := newTestStore(t, cfg, 1<<20, 2)
 	key := "meta/a.tar.zst"
 	md := map[string]string{"source-bytes": "12345", "file-count": "7", "bad-välue": "x", "note": "ünïcode"}
-	if _, err := s.Put(t.Context(), key, bytes.NewReader([]byte("hello")), upload.PutOptions{SizeHint: 5, Metadata: md}); err != nil {
+	if _, err := s.Put(t.Context(), key, bytes.NewReader([]byte("hello")), store.PutOptions{SizeHint: 5, Metadata: md}); err != nil {
 		t.Fatal(err)
 	}
 	raw, tier := az.BlobMetadata(t, testContainer, key)

@@ -1,6 +1,8 @@
-package upload
+package ranged
 
 import (
+	"github.com/snapshot-job/snapshot-job/internal/store"
+
 	"bytes"
 	"context"
 	"errors"
@@ -58,7 +60,7 @@ func newMem(n int) *memFetch {
 func TestRangeReaderInOrder(t *testing.T) {
 	for _, size := range []int{0, 1, 999, 1000, 1001, 12345} {
 		m := newMem(size)
-		r := NewRangeReader(t.Context(), int64(size), 1000, 3, m.fetch)
+		r := NewReader(t.Context(), int64(size), 1000, 3, m.fetch)
 		got, err := io.ReadAll(r)
 		r.Close()
 		if err != nil || !bytes.Equal(got, m.data) {
@@ -77,11 +79,11 @@ func TestRangeReaderRetriesShortRanges(t *testing.T) {
 			return 10, nil // cut short twice
 		}
 		if off == 5000 && attempt == 1 {
-			return 0, fmt.Errorf("%w: reset", ErrTransfer)
+			return 0, fmt.Errorf("%w: reset", store.ErrTransfer)
 		}
 		return 0, nil
 	}
-	r := NewRangeReader(t.Context(), 10000, 1000, 2, m.fetch)
+	r := NewReader(t.Context(), 10000, 1000, 2, m.fetch)
 	defer r.Close()
 	got, err := io.ReadAll(r)
 	if err != nil || !bytes.Equal(got, m.data) {
@@ -97,11 +99,11 @@ func TestRangeReaderGivesUp(t *testing.T) {
 		}
 		return 0, nil
 	}
-	r := NewRangeReader(t.Context(), 10000, 1000, 2, m.fetch)
+	r := NewReader(t.Context(), 10000, 1000, 2, m.fetch)
 	defer r.Close()
 	got, err := io.ReadAll(r)
-	if !errors.Is(err, ErrTransfer) {
-		t.Fatalf("err = %v, want ErrTransfer", err)
+	if !errors.Is(err, store.ErrTransfer) {
+		t.Fatalf("err = %v, want store.ErrTransfer", err)
 	}
 	if !bytes.Equal(got, m.data[:4000]) {
 		t.Fatalf("got %d bytes before the failure, want exactly the 4000 before the bad range", len(got))
@@ -113,11 +115,11 @@ func TestRangeReaderGivesUp(t *testing.T) {
 
 func TestRangeReaderNotFoundIsNotRetried(t *testing.T) {
 	m := newMem(3000)
-	m.fault = func(off int64, _ int) (int, error) { return 0, fmt.Errorf("%w: gone", ErrNotFound) }
-	r := NewRangeReader(t.Context(), 3000, 1000, 1, m.fetch)
+	m.fault = func(off int64, _ int) (int, error) { return 0, fmt.Errorf("%w: gone", store.ErrNotFound) }
+	r := NewReader(t.Context(), 3000, 1000, 1, m.fetch)
 	defer r.Close()
-	if _, err := io.ReadAll(r); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("err = %v, want ErrNotFound", err)
+	if _, err := io.ReadAll(r); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("err = %v, want store.ErrNotFound", err)
 	}
 	if m.calls[0] != 1 {
 		t.Errorf("tried %d times", m.calls[0])
@@ -127,7 +129,7 @@ func TestRangeReaderNotFoundIsNotRetried(t *testing.T) {
 func TestRangeReaderCancelIsNotEOF(t *testing.T) {
 	m := newMem(100000)
 	ctx, cancel := context.WithCancel(t.Context())
-	r := NewRangeReader(ctx, 100000, 1000, 2, m.fetch)
+	r := NewReader(ctx, 100000, 1000, 2, m.fetch)
 	defer r.Close()
 	buf := make([]byte, 1500)
 	if _, err := io.ReadFull(r, buf); err != nil {

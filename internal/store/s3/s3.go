@@ -2,8 +2,8 @@
 // (MinIO, Ceph RGW, Cloudflare R2, versitygw).
 //
 // Uploads stream through feature/s3/manager with a bounded number of parts
-// in memory; downloads use upload.NewRangeReader. Every failure is turned
-// into one of the upload package's sentinel errors so that the command can
+// in memory; downloads use ranged.NewReader. Every failure is turned
+// into one of the store package's sentinel errors so that the command can
 // pick the exit code.
 package s3
 
@@ -29,7 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Defaults for the knobs in Options, and the fixed parts of the time bound
@@ -71,7 +71,7 @@ const (
 // Options tune a Store. Zero values pick the defaults above.
 type Options struct {
 	// PartSize is SNAPSHOT_PART_SIZE. Put raises it for the size hint
-	// (upload.PartSize with Limits).
+	// (store.PartSize with Limits).
 	PartSize int64
 	// Concurrency is SNAPSHOT_UPLOAD_CONCURRENCY: parts in flight during
 	// an upload (unless PutOptions.Concurrency says) and ranges in flight
@@ -87,7 +87,7 @@ type Options struct {
 	MaxAttempts int
 }
 
-// Store is an upload.Store on one S3 bucket.
+// Store is an store.Store on one S3 bucket.
 type Store struct {
 	client      *awss3.Client
 	creds       aws.CredentialsProvider
@@ -107,7 +107,7 @@ type Store struct {
 	cond *condWrites
 }
 
-var _ upload.Store = (*Store)(nil)
+var _ store.Store = (*Store)(nil)
 
 // New builds a Store from the S3 settings. It makes no request except
 // what resolving credentials strictly needs (none for static keys; the
@@ -315,7 +315,7 @@ func (s *Store) String() string {
 
 // Check resolves the credentials and sends HeadBucket, for either access:
 // S3 has no request that proves write permission without writing.
-func (s *Store) Check(ctx context.Context, _ upload.Access) error {
+func (s *Store) Check(ctx context.Context, _ store.Access) error {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
 		return s.checkError(ctx, err)
@@ -331,9 +331,9 @@ func (s *Store) Check(ctx context.Context, _ upload.Access) error {
 func (s *Store) checkError(ctx context.Context, err error) error {
 	err = s.classify(ctx, err, true)
 	switch {
-	case errors.Is(err, upload.ErrAccess):
+	case errors.Is(err, store.ErrAccess):
 		return fmt.Errorf("checking access to bucket %q with %s credentials: %w%s", s.bucket, s.credMethod, err, accessHint(err))
-	case errors.Is(err, upload.ErrTransfer):
+	case errors.Is(err, store.ErrTransfer):
 		return fmt.Errorf("checking access to bucket %q at %s: %w", s.bucket, s.endpointName(), err)
 	}
 	return fmt.Errorf("checking access to bucket %q: %w", s.bucket, err)

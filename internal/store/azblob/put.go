@@ -23,7 +23,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Block limits of the service (x-ms-version 2019-12-12 and later).
@@ -35,8 +35,8 @@ const (
 
 // Limits are Azure's bounds on a block blob: 50,000 blocks of up to
 // 4000 MiB.
-func Limits() upload.PartLimits {
-	return upload.PartLimits{MaxParts: MaxBlocks, MaxPartSize: MaxBlockSize}
+func Limits() store.PartLimits {
+	return store.PartLimits{MaxParts: MaxBlocks, MaxPartSize: MaxBlockSize}
 }
 
 // Metadata keys snapshot-job adds to every blob. Azure needs C#
@@ -107,13 +107,13 @@ var ifNoneMatchAny = &blob.AccessConditions{ModifiedAccessConditions: &blob.Modi
 // end with If-None-Match: *. Memory is concurrency+1 blocks: one being
 // filled while the others travel. On any failure the staged blocks are
 // discarded on a fresh context, so nothing is left that Azure would bill.
-func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.PutOptions) (int64, error) {
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.PutOptions) (int64, error) {
 	bb := s.client.NewBlockBlobClient(key)
 	// Refuse before uploading: the conditional commit would refuse too,
 	// but only after hours of transfer.
 	if _, err := bb.GetProperties(s.control(ctx), nil); err == nil {
 		return 0, s.existsErr(key)
-	} else if err := s.fail(ctx, "checking", key, err); !errors.Is(err, upload.ErrNotFound) {
+	} else if err := s.fail(ctx, "checking", key, err); !errors.Is(err, store.ErrNotFound) {
 		return 0, err
 	}
 	uploadID := newUploadID()
@@ -142,7 +142,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts upload.Pu
 		// error; the command must still see a cancellation.
 		err = fmt.Errorf("%w: %w", ctxErr(ctx), err)
 	}
-	if len(ids) > 0 && !errors.Is(err, upload.ErrExists) {
+	if len(ids) > 0 && !errors.Is(err, store.ErrExists) {
 		// A commit that went through consumed the staged blocks: once
 		// its blob is gone there is nothing left to discard.
 		if !committing || !s.removeOwn(ctx, bb, key, uploadID) {
@@ -319,7 +319,7 @@ func isConflict(err error) bool {
 }
 
 func (s *Store) existsErr(key string) error {
-	return fmt.Errorf("%w: %s already exists; snapshot-job never overwrites a blob", upload.ErrExists, s.where(key))
+	return fmt.Errorf("%w: %s already exists; snapshot-job never overwrites a blob", store.ErrExists, s.where(key))
 }
 
 // discard drops the blocks a failed Put staged. Azure keeps uncommitted

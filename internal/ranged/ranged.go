@@ -1,6 +1,10 @@
-package upload
+// Package ranged downloads an object as parallel ranged reads handed out
+// in order, with bounded memory, for every store that has range requests.
+package ranged
 
 import (
+	"github.com/snapshot-job/snapshot-job/internal/store"
+
 	"context"
 	"errors"
 	"fmt"
@@ -9,18 +13,18 @@ import (
 	"time"
 )
 
-// FetchRange returns the n bytes of an object starting at off.
-type FetchRange func(ctx context.Context, off, n int64) (io.ReadCloser, error)
+// Fetch returns the n bytes of an object starting at off.
+type Fetch func(ctx context.Context, off, n int64) (io.ReadCloser, error)
 
 // rangeAttempts is how often one range is tried before the download fails.
 // SDK retries cover failed requests; this covers bodies cut short mid-read,
 // which SDKs hand to the caller as a plain read error.
 const rangeAttempts = 4
 
-// NewRangeReader reads an object of size bytes as consecutive ranges of
+// NewReader reads an object of size bytes as consecutive ranges of
 // chunk bytes, with up to concurrency ranges in flight, and returns them in
 // order. It holds at most concurrency+1 chunks in memory whatever the size.
-func NewRangeReader(ctx context.Context, size, chunk int64, concurrency int, fetch FetchRange) io.ReadCloser {
+func NewReader(ctx context.Context, size, chunk int64, concurrency int, fetch Fetch) io.ReadCloser {
 	if chunk <= 0 {
 		chunk = 8 << 20
 	}
@@ -62,7 +66,7 @@ type rangeReader struct {
 	err  error
 }
 
-func (r *rangeReader) dispatch(ctx context.Context, size, chunk int64, fetch FetchRange) {
+func (r *rangeReader) dispatch(ctx context.Context, size, chunk int64, fetch Fetch) {
 	defer r.wg.Done()
 	defer close(r.queue)
 	for off := int64(0); off < size; off += chunk {
@@ -93,7 +97,7 @@ func (r *rangeReader) dispatch(ctx context.Context, size, chunk int64, fetch Fet
 
 // fetchFull fills buf with the range at off, retrying ranges that fail or
 // come back short.
-func fetchFull(ctx context.Context, fetch FetchRange, off int64, buf []byte) error {
+func fetchFull(ctx context.Context, fetch Fetch, off int64, buf []byte) error {
 	var err error
 	for attempt := range rangeAttempts {
 		if attempt > 0 {
@@ -104,17 +108,17 @@ func fetchFull(ctx context.Context, fetch FetchRange, off int64, buf []byte) err
 			}
 		}
 		err = fetchOnce(ctx, fetch, off, buf)
-		if err == nil || ctx.Err() != nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrAccess) {
+		if err == nil || ctx.Err() != nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrAccess) {
 			return err
 		}
 	}
-	if !errors.Is(err, ErrTransfer) {
-		err = fmt.Errorf("%w: %w", ErrTransfer, err)
+	if !errors.Is(err, store.ErrTransfer) {
+		err = fmt.Errorf("%w: %w", store.ErrTransfer, err)
 	}
 	return fmt.Errorf("bytes %d-%d after %d attempts: %w", off, off+int64(len(buf))-1, rangeAttempts, err)
 }
 
-func fetchOnce(ctx context.Context, fetch FetchRange, off int64, buf []byte) error {
+func fetchOnce(ctx context.Context, fetch Fetch, off int64, buf []byte) error {
 	body, err := fetch(ctx, off, int64(len(buf)))
 	if err != nil {
 		return err

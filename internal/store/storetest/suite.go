@@ -1,6 +1,6 @@
-// Package uploadtest is the conformance suite every upload.Store provider
+// Package storetest is the conformance suite every store.Store provider
 // runs against its real server (restic's backend/test is the model).
-package uploadtest
+package storetest
 
 import (
 	"bytes"
@@ -12,21 +12,21 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Harness describes the provider under test.
 type Harness struct {
 	// New returns a store ready for use. Tests keep to their own key
 	// prefixes, so New may hand out the same empty bucket every time.
-	New func(t *testing.T) upload.Store
+	New func(t *testing.T) store.Store
 	// PartSize is the part or block size New configures. Some objects are
 	// made a few parts long so that part boundaries are crossed.
 	PartSize int64
 	// Leftovers lists what a failed Put may have left under prefix that
 	// List does not show (open multipart uploads, temporary files). Nil
 	// when the provider has no such thing.
-	Leftovers func(t *testing.T, s upload.Store, prefix string) []string
+	Leftovers func(t *testing.T, s store.Store, prefix string) []string
 }
 
 // Run runs every conformance test against the harness.
@@ -76,9 +76,9 @@ func sanitize(s string) string {
 	return string(b)
 }
 
-func put(t *testing.T, s upload.Store, key string, data []byte) {
+func put(t *testing.T, s store.Store, key string, data []byte) {
 	t.Helper()
-	n, err := s.Put(t.Context(), key, bytes.NewReader(data), upload.PutOptions{SizeHint: int64(len(data)), Metadata: map[string]string{"source-bytes": fmt.Sprint(len(data))}})
+	n, err := s.Put(t.Context(), key, bytes.NewReader(data), store.PutOptions{SizeHint: int64(len(data)), Metadata: map[string]string{"source-bytes": fmt.Sprint(len(data))}})
 	if err != nil {
 		t.Fatalf("Put(%q): %v", key, err)
 	}
@@ -89,7 +89,7 @@ func put(t *testing.T, s upload.Store, key string, data []byte) {
 
 // Get reads key whole and fails t unless the size and key the store
 // reported match what was read.
-func Get(t testing.TB, s upload.Store, key string) []byte {
+func Get(t testing.TB, s store.Store, key string) []byte {
 	t.Helper()
 	rc, obj, err := s.Get(t.Context(), key)
 	if err != nil {
@@ -109,7 +109,7 @@ func Get(t testing.TB, s upload.Store, key string) []byte {
 	return data
 }
 
-func keys(t *testing.T, s upload.Store, prefix string) []string {
+func keys(t *testing.T, s store.Store, prefix string) []string {
 	t.Helper()
 	objs, err := s.List(t.Context(), prefix)
 	if err != nil {
@@ -123,7 +123,7 @@ func keys(t *testing.T, s upload.Store, prefix string) []string {
 	return ks
 }
 
-func assertEmpty(t *testing.T, h Harness, s upload.Store, prefix string) {
+func assertEmpty(t *testing.T, h Harness, s store.Store, prefix string) {
 	t.Helper()
 	if ks := keys(t, s, prefix); len(ks) != 0 {
 		t.Errorf("objects left under %q: %q", prefix, ks)
@@ -137,7 +137,7 @@ func assertEmpty(t *testing.T, h Harness, s upload.Store, prefix string) {
 
 func testCheck(t *testing.T, h Harness) {
 	s := h.New(t)
-	for _, a := range []upload.Access{upload.Read, upload.Write} {
+	for _, a := range []store.Access{store.Read, store.Write} {
 		if err := s.Check(t.Context(), a); err != nil {
 			t.Fatalf("Check(%s): %v", a, err)
 		}
@@ -150,7 +150,7 @@ func testCheck(t *testing.T, h Harness) {
 func testPlannedPut(t *testing.T, h Harness) {
 	s := h.New(t)
 	p := prefixFor(t)
-	for i, o := range []upload.PutOptions{
+	for i, o := range []store.PutOptions{
 		{Concurrency: 1},
 		{Concurrency: 1, PartSize: 2 * h.PartSize},
 		{Concurrency: 3, PartSize: h.PartSize},
@@ -206,8 +206,8 @@ func testNeverOverwrites(t *testing.T, h Harness) {
 	key := prefixFor(t) + "snap.tar.zst"
 	first := Payload(1000, 1)
 	put(t, s, key, first)
-	_, err := s.Put(t.Context(), key, bytes.NewReader(Payload(2*h.PartSize, 2)), upload.PutOptions{SizeHint: 2 * h.PartSize})
-	if !errors.Is(err, upload.ErrExists) {
+	_, err := s.Put(t.Context(), key, bytes.NewReader(Payload(2*h.PartSize, 2)), store.PutOptions{SizeHint: 2 * h.PartSize})
+	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second Put: err = %v, want ErrExists", err)
 	}
 	if got := Get(t, s, key); !bytes.Equal(got, first) {
@@ -218,7 +218,7 @@ func testNeverOverwrites(t *testing.T, h Harness) {
 func testGetMissing(t *testing.T, h Harness) {
 	s := h.New(t)
 	_, _, err := s.Get(t.Context(), prefixFor(t)+"missing.tar.zst")
-	if !errors.Is(err, upload.ErrNotFound) {
+	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get(missing): err = %v, want ErrNotFound", err)
 	}
 }
@@ -285,7 +285,7 @@ func testFailedReader(t *testing.T, h Harness) {
 	for _, at := range []int64{0, 100, h.PartSize + 7, 3 * h.PartSize} {
 		key := fmt.Sprintf("%sfail-at-%d.tar.zst", p, at)
 		r := &failingReader{r: bytes.NewReader(Payload(4*h.PartSize, 3)), left: at, err: errSource}
-		_, err := s.Put(t.Context(), key, r, upload.PutOptions{SizeHint: 4 * h.PartSize})
+		_, err := s.Put(t.Context(), key, r, store.PutOptions{SizeHint: 4 * h.PartSize})
 		if !errors.Is(err, errSource) {
 			t.Errorf("Put failing at %d: err = %v, want it to wrap the reader's error", at, err)
 		}
@@ -317,7 +317,7 @@ func testCancel(t *testing.T, h Harness) {
 		ctx, cancel := context.WithCancel(t.Context())
 		key := fmt.Sprintf("%scancel-at-%d.tar.zst", p, at)
 		r := &cancelReader{r: bytes.NewReader(Payload(4*h.PartSize, 4)), at: at, cancel: cancel}
-		_, err := s.Put(ctx, key, r, upload.PutOptions{SizeHint: 4 * h.PartSize})
+		_, err := s.Put(ctx, key, r, store.PutOptions{SizeHint: 4 * h.PartSize})
 		cancel()
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("cancelled Put: err = %v, want context.Canceled", err)
