@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
 
 type options struct {
@@ -127,8 +127,8 @@ func parseEnv(s string) ([]string, error) {
 		if !ok || name == "" {
 			return nil, fmt.Errorf("BENCH_ENV: %q is not NAME=value", kv)
 		}
-		if !strings.HasPrefix(name, config.Prefix+"_") && !slices.Contains(goRuntimeVars, name) {
-			return nil, fmt.Errorf("BENCH_ENV: %s is neither a %s_ variable nor one of %s", name, config.Prefix, strings.Join(goRuntimeVars, ", "))
+		if !strings.HasPrefix(name, setting.Prefix+"_") && !slices.Contains(goRuntimeVars, name) {
+			return nil, fmt.Errorf("BENCH_ENV: %s is neither a %s_ variable nor one of %s", name, setting.Prefix, strings.Join(goRuntimeVars, ", "))
 		}
 		out = append(out, kv)
 	}
@@ -143,7 +143,7 @@ func parseSizes(s string) ([]sizeArg, error) {
 		if f == "" {
 			continue
 		}
-		n, err := config.ParseSize(f)
+		n, err := setting.ParseSize(f)
 		if err != nil {
 			return nil, err
 		}

@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
-	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
@@ -42,7 +42,7 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 		}
 	}
 	switch {
-	case errors.Is(err, config.ErrInvalid):
+	case errors.Is(err, setting.ErrInvalid):
 		return exitConfig, "fix the variable named above (or the pod's memory limit, when the message names it); retrying will not help"
 	case errors.Is(err, job.ErrPrune):
 		return exitPrune, "the new snapshot is stored; check that the job may list and delete objects under the prefix; the next run prunes again"

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
-	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
@@ -29,7 +29,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{nil, 0},
 		{errors.New("surprise"), 1},
-		{wrap(config.ErrInvalid), 2},
+		{wrap(setting.ErrInvalid), 2},
 		{wrap(store.ErrAccess), 3},
 		{wrap(archive.ErrSource), 4},
 		{wrap(archive.ErrTarget), 4},

@@ -42,11 +42,11 @@ type Runner struct {
 	// Now is the clock; the run's start time names the snapshot and
 	// anchors retention.
 	Now func() time.Time
-	// SizeKnown, if set, is told the upper estimate of the bytes a backup
-	// will store, once the source has been scanned and before anything is
-	// stored. It returns the memory plan for that size; an error (the plan
-	// does not fit) fails the backup.
-	SizeKnown func(sizeHint int64) (Plan, error)
+	// PlanMemory, if set, plans a backup's memory for an upper estimate
+	// of the bytes it will store, once the source has been scanned and
+	// before anything is stored. An error (the plan does not fit) fails
+	// the backup.
+	PlanMemory func(estimate int64) (Plan, error)
 	// Exclude lists directories a backup leaves out of the snapshot
 	// (archive.WriteOptions.Exclude): the file store's own, when it lies
 	// inside the source.
@@ -63,13 +63,18 @@ type Plan struct {
 }
 
 // Result is what a verb did, for the summary log line and the
-// termination message.
+// termination message. The JSON names are the termination message's,
+// which operators and scripts read.
 type Result struct {
-	Verb        string   `json:"verb"`
-	Outcome     string   `json:"outcome"`
-	Key         string   `json:"key,omitempty"`
-	Bytes       int64    `json:"bytes,omitempty"`        // compressed bytes stored or read
-	SourceBytes int64    `json:"source_bytes,omitempty"` // file content bytes archived or restored
+	Verb    string `json:"verb"`
+	Outcome string `json:"outcome"`
+	Key     string `json:"key,omitempty"`
+	// ObjectBytes are the bytes of the stored object: stored (backup),
+	// read (restore, verify), or of all snapshots listed (list).
+	ObjectBytes int64 `json:"bytes,omitempty"`
+	// SourceBytes are the content bytes of the tree's files: archived,
+	// restored or checked.
+	SourceBytes int64    `json:"source_bytes,omitempty"`
 	Entries     int64    `json:"entries,omitempty"`
 	Deleted     []string `json:"deleted,omitempty"`
 	Seconds     float64  `json:"seconds"`

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
-	"github.com/snapshot-job/snapshot-job/internal/store/file"
 )
 
 // faultyStore injects failures into a real file store.
@@ -50,7 +50,7 @@ func testRunner(t *testing.T, store store.Store) (*Runner, *bytes.Buffer) {
 	return &Runner{
 		Config: config.Config{
 			Provider: "file", Prefix: "snaps/", Name: "snap", SourceDir: src, CompressionLevel: "fastest",
-			ProgressInterval: config.Duration(time.Hour),
+			ProgressInterval: setting.Duration(time.Hour),
 			Restore:          config.Restore{Key: "latest", IfMissing: "fail", IfNotEmpty: "fail"},
 		},
 		Store:  store,
@@ -62,7 +62,7 @@ func testRunner(t *testing.T, store store.Store) (*Runner, *bytes.Buffer) {
 
 func TestPruneFailureAfterStoredBackup(t *testing.T) {
 	dir := t.TempDir()
-	base := file.New(dir, nil)
+	base := fileStore(t, dir)
 	boom := fmt.Errorf("%w: delete denied", store.ErrAccess)
 	r, _ := testRunner(t, faultyStore{Store: base, deleteErr: boom})
 	r.Config.Retention.KeepLast = 1
@@ -85,7 +85,7 @@ func TestPruneFailureAfterStoredBackup(t *testing.T) {
 
 func TestStoreFailureIsReported(t *testing.T) {
 	boom := fmt.Errorf("%w: connection reset", store.ErrTransfer)
-	r, _ := testRunner(t, faultyStore{Store: file.New(t.TempDir(), nil), putErr: boom})
+	r, _ := testRunner(t, faultyStore{Store: fileStore(t, t.TempDir()), putErr: boom})
 	_, err := r.Backup(t.Context())
 	if !errors.Is(err, store.ErrTransfer) {
 		t.Fatalf("err = %v, want the store's error", err)
@@ -94,7 +94,7 @@ func TestStoreFailureIsReported(t *testing.T) {
 
 func TestRestoreLatestPicksNewest(t *testing.T) {
 	dir := t.TempDir()
-	r, _ := testRunner(t, file.New(dir, nil))
+	r, _ := testRunner(t, fileStore(t, dir))
 	for _, k := range []string{"snaps/snap-20261125T000000Z.tar.zst", "snaps/snap-20261126T000000Z.tar.zst", "snaps/snap-20261124T000000Z.tar.zst", "snaps/snap-20991231T000000Z.tar.zst.bak"} {
 		os.MkdirAll(filepath.Join(dir, "snaps"), 0o755)
 		os.WriteFile(filepath.Join(dir, k), nil, 0o644)
@@ -102,16 +102,6 @@ func TestRestoreLatestPicksNewest(t *testing.T) {
 	key, err := r.resolve(t.Context())
 	if err != nil || key != "snaps/snap-20261126T000000Z.tar.zst" {
 		t.Fatalf("resolve = %q, %v", key, err)
-	}
-}
-
-func TestSizeHintIsAnUpperBound(t *testing.T) {
-	r, _ := testRunner(t, nil)
-	var buf bytes.Buffer
-	st := mustScan(t, r.Config.SourceDir)
-	n := mustWrite(t, &buf, r.Config.SourceDir)
-	if hint := sizeHint(st); hint < n {
-		t.Fatalf("hint %d < archive %d", hint, n)
 	}
 }
 
@@ -136,10 +126,10 @@ func (s *recordingStore) Check(ctx context.Context, a store.Access) error {
 // The memory plan made from the size estimate reaches the store; a plan
 // that cannot fit stops the backup before the store is touched.
 func TestBackupFollowsThePlan(t *testing.T) {
-	st := &recordingStore{Store: file.New(t.TempDir(), nil)}
+	st := &recordingStore{Store: fileStore(t, t.TempDir())}
 	r, _ := testRunner(t, st)
 	var estimate int64
-	r.SizeKnown = func(hint int64) (Plan, error) {
+	r.PlanMemory = func(hint int64) (Plan, error) {
 		estimate = hint
 		return Plan{PartsInFlight: 2, PartSize: 32 << 20, Workers: 1}, nil
 	}
@@ -153,10 +143,10 @@ func TestBackupFollowsThePlan(t *testing.T) {
 		t.Errorf("checks %v, want one for write", st.checks)
 	}
 
-	refused := fmt.Errorf("%w: does not fit", config.ErrInvalid)
-	st = &recordingStore{Store: file.New(t.TempDir(), nil)}
+	refused := fmt.Errorf("%w: does not fit", setting.ErrInvalid)
+	st = &recordingStore{Store: fileStore(t, t.TempDir())}
 	r, _ = testRunner(t, st)
-	r.SizeKnown = func(int64) (Plan, error) { return Plan{}, refused }
+	r.PlanMemory = func(int64) (Plan, error) { return Plan{}, refused }
 	if _, err := r.Backup(t.Context()); !errors.Is(err, refused) {
 		t.Fatalf("err = %v, want the plan's", err)
 	}
@@ -168,7 +158,7 @@ func TestBackupFollowsThePlan(t *testing.T) {
 // Reading verbs check for read access only.
 func TestReadingVerbsCheckRead(t *testing.T) {
 	dir := t.TempDir()
-	st := &recordingStore{Store: file.New(dir, nil)}
+	st := &recordingStore{Store: fileStore(t, dir)}
 	r, _ := testRunner(t, st)
 	if _, err := r.Backup(t.Context()); err != nil {
 		t.Fatal(err)

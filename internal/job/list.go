@@ -54,7 +54,7 @@ func (r *Runner) List(ctx context.Context, asJSON bool) (Result, error) {
 		}
 	}
 	res.Outcome = fmt.Sprintf("%d snapshots", len(out))
-	res.Bytes = total
+	res.ObjectBytes = total
 	r.Log.Info("listed snapshots", "count", len(out), "bytes", total, "prefix", r.Config.Prefix, "store", r.Store.String())
 	return res, nil
 }

@@ -1,9 +1,10 @@
 // Package store defines what the job needs of a snapshot store.
 //
 // Each provider lives in its own sub-package (file, s3, azblob) and
-// implements Store. Providers translate their own failures into the
-// sentinel errors below so that the command can turn them into exit codes
-// without knowing which provider produced them.
+// implements Store; every one is laid out alike (see storetest's package
+// documentation for how to add one). Providers translate their own
+// failures into the sentinel errors below so that the command can turn
+// them into exit codes without knowing which provider produced them.
 package store
 
 import (
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 )
 
@@ -106,37 +108,49 @@ type Store interface {
 	String() string
 }
 
-// PartLimits are a provider's bounds on the parts of one object. Zero
-// fields mean no bound.
-type PartLimits struct {
-	MaxParts    int64
-	MinPartSize int64
-	MaxPartSize int64
+// Options are what every provider's New takes besides its own settings.
+// Zero values pick the defaults below.
+type Options struct {
+	// PartSize is SNAPSHOT_PART_SIZE: the part or block size of uploads
+	// (Put raises it for the size hint: PartLimits.Parts) and the range
+	// size of downloads.
+	PartSize int64
+	// Concurrency is SNAPSHOT_UPLOAD_CONCURRENCY: parts in flight during
+	// an upload (unless PutOptions.Concurrency says) and ranges in flight
+	// during a download.
+	Concurrency int
+	// Logger receives what the store does that an operator should know
+	// (credentials used, cleanups); nil discards it.
+	Logger *slog.Logger
+	// Version is the tool's version, stored in each object's metadata.
+	Version string
+	// StallTimeout is SNAPSHOT_IO_TIMEOUT: a connection on which no byte
+	// moved in either direction for this long is dropped, and the request
+	// retried.
+	StallTimeout time.Duration
 }
 
-// PartSize applies PartSize with these limits.
-func (l PartLimits) PartSize(estimate, configured int64) int64 {
-	return PartSize(estimate, l.MaxParts, l.MinPartSize, l.MaxPartSize, configured)
-}
+// Defaults of Options, the same as those of the variables.
+const (
+	DefaultPartSize     = 16 << 20
+	DefaultConcurrency  = 4
+	DefaultStallTimeout = 60 * time.Second
+)
 
-// PartSize is the one rule for the part size of an upload of about
-// estimate bytes (<= 0: unknown): configured, raised so that estimate plus
-// a 10 % margin (files that grow during the backup, framing beyond the
-// estimate) fits in partLimit parts, rounded up to a whole MiB and
-// kept within [minPart, maxPart]. A zero partLimit or maxPart is no bound.
-// Providers' Put and the command's memory plan both call it, so that the
-// memory planned is the memory used.
-func PartSize(estimate, partLimit, minPart, maxPart, configured int64) int64 {
-	size := configured
-	if estimate > 0 && partLimit > 0 {
-		need := estimate + estimate/10
-		size = max(size, (need+partLimit-1)/partLimit)
+// WithDefaults fills the zero fields of o with the defaults. Values that
+// are set but cannot work are left to the provider to refuse or bound.
+func (o Options) WithDefaults() Options {
+	if o.PartSize == 0 {
+		o.PartSize = DefaultPartSize
 	}
-	const mib = 1 << 20
-	size = (size + mib - 1) / mib * mib
-	size = max(size, minPart)
-	if maxPart > 0 {
-		size = min(size, maxPart)
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
 	}
-	return size
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
 }

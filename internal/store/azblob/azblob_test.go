@@ -24,7 +24,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
@@ -64,18 +64,18 @@ func startAzurite(t *testing.T) *testenv.Azurite {
 	return az
 }
 
-func azureConfig(endpoint, containerName, key string) config.Azure {
-	return config.Azure{
+func azureConfig(endpoint, containerName, key string) Config {
+	return Config{
 		Account:    testenv.AzuriteAccount,
 		Container:  containerName,
-		StorageKey: config.Secret(key),
+		StorageKey: setting.Secret(key),
 		Endpoint:   endpoint,
 	}
 }
 
-func newTestStore(t testing.TB, cfg config.Azure, partSize int64, concurrency int) *Store {
+func newTestStore(t testing.TB, cfg Config, partSize int64, concurrency int) *Store {
 	t.Helper()
-	s, err := New(t.Context(), cfg, Options{PartSize: partSize, Concurrency: concurrency, Logger: testLogger(t), Version: "v0.0.0-test"})
+	s, err := New(t.Context(), cfg, store.Options{PartSize: partSize, Concurrency: concurrency, Logger: testLogger(t), Version: "v0.0.0-test"})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -23,35 +23,35 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 func TestNewValidatesSettings(t *testing.T) {
-	good := config.Azure{Account: "acct", Container: "snaps", StorageKey: config.Secret(testenv.AzuriteKey)}
+	good := Config{Account: "acct", Container: "snaps", StorageKey: setting.Secret(testenv.AzuriteKey)}
 	tests := []struct {
 		name   string
-		change func(*config.Azure)
+		change func(*Config)
 		want   string // in the error; "" = no error
 		method string
 	}{
-		{"shared key", func(*config.Azure) {}, "", MethodSharedKey},
-		{"no key: default azure credential", func(c *config.Azure) { c.StorageKey = "" }, "", MethodDefaultAzure},
-		{"azurite endpoint with key", func(c *config.Azure) { c.Endpoint = "http://127.0.0.1:10000/acct" }, "", MethodSharedKey},
-		{"sovereign cloud endpoint", func(c *config.Azure) {
+		{"shared key", func(*Config) {}, "", MethodSharedKey},
+		{"no key: default azure credential", func(c *Config) { c.StorageKey = "" }, "", MethodDefaultAzure},
+		{"azurite endpoint with key", func(c *Config) { c.Endpoint = "http://127.0.0.1:10000/acct" }, "", MethodSharedKey},
+		{"sovereign cloud endpoint", func(c *Config) {
 			c.StorageKey = ""
 			c.Endpoint = "https://acct.blob.core.chinacloudapi.cn/"
 		}, "", MethodDefaultAzure},
-		{"missing account", func(c *config.Azure) { c.Account = "" }, "SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", ""},
-		{"bad container", func(c *config.Azure) { c.Container = "Snap_Shots" }, "SNAPSHOT_AZBLOB_CONTAINER", ""},
-		{"container too short", func(c *config.Azure) { c.Container = "ab" }, "SNAPSHOT_AZBLOB_CONTAINER", ""},
-		{"key not base64", func(c *config.Azure) { c.StorageKey = "not a key!" }, "SNAPSHOT_AZBLOB_STORAGE_KEY", ""},
-		{"endpoint not a URL", func(c *config.Azure) { c.Endpoint = "acct.blob.core.windows.net" }, "SNAPSHOT_AZBLOB_ENDPOINT", ""},
-		{"endpoint with odd scheme", func(c *config.Azure) { c.Endpoint = "ftp://acct.example" }, "SNAPSHOT_AZBLOB_ENDPOINT", ""},
-		{"endpoint with a SAS", func(c *config.Azure) { c.Endpoint = "https://acct.blob.core.windows.net/?sv=2020&sig=SECRET" }, "SAS", ""},
-		{"token over http", func(c *config.Azure) {
+		{"missing account", func(c *Config) { c.Account = "" }, "SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", ""},
+		{"bad container", func(c *Config) { c.Container = "Snap_Shots" }, "SNAPSHOT_AZBLOB_CONTAINER", ""},
+		{"container too short", func(c *Config) { c.Container = "ab" }, "SNAPSHOT_AZBLOB_CONTAINER", ""},
+		{"key not base64", func(c *Config) { c.StorageKey = "not a key!" }, "SNAPSHOT_AZBLOB_STORAGE_KEY", ""},
+		{"endpoint not a URL", func(c *Config) { c.Endpoint = "acct.blob.core.windows.net" }, "SNAPSHOT_AZBLOB_ENDPOINT", ""},
+		{"endpoint with odd scheme", func(c *Config) { c.Endpoint = "ftp://acct.example" }, "SNAPSHOT_AZBLOB_ENDPOINT", ""},
+		{"endpoint with a SAS", func(c *Config) { c.Endpoint = "https://acct.blob.core.windows.net/?sv=2020&sig=SECRET" }, "SAS", ""},
+		{"token over http", func(c *Config) {
 			c.StorageKey = ""
 			c.Endpoint = "http://127.0.0.1:10000/acct"
 		}, "https", ""},
@@ -60,7 +60,7 @@ func TestNewValidatesSettings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good
 			tc.change(&cfg)
-			s, err := New(t.Context(), cfg, Options{})
+			s, err := New(t.Context(), cfg, store.Options{})
 			if tc.want == "" {
 				if err != nil {
 					t.Fatalf("New: %v", err)
@@ -73,8 +73,8 @@ func TestNewValidatesSettings(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, config.ErrInvalid) {
-				t.Fatalf("New: err = %v, want config.ErrInvalid", err)
+			if !errors.Is(err, setting.ErrInvalid) {
+				t.Fatalf("New: err = %v, want setting.ErrInvalid", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not mention %q", err, tc.want)
@@ -188,8 +188,8 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			scrubAzureEnv(t)
 			client := loopbackClient(t, nil, map[string]string{imdsAddr: tc.imds(t)})
-			cfg := config.Azure{Account: "acct", Container: "snaps", Endpoint: "https://" + testenv.ClosedAddr(t) + "/acct"}
-			s, err := newStore(t.Context(), cfg, Options{Logger: testLogger(t)}, client)
+			cfg := Config{Account: "acct", Container: "snaps", Endpoint: "https://" + testenv.ClosedAddr(t) + "/acct"}
+			s, err := newStore(t.Context(), cfg, store.Options{Logger: testLogger(t)}, client)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,8 +221,8 @@ func TestNoIdentityIsAccessError(t *testing.T) {
 func TestCancelledWhileGettingToken(t *testing.T) {
 	scrubAzureEnv(t)
 	client := loopbackClient(t, nil, map[string]string{imdsAddr: hangingListener(t)})
-	cfg := config.Azure{Account: "acct", Container: "snaps", Endpoint: "https://" + testenv.ClosedAddr(t) + "/acct"}
-	s, err := newStore(t.Context(), cfg, Options{Logger: testLogger(t)}, client)
+	cfg := Config{Account: "acct", Container: "snaps", Endpoint: "https://" + testenv.ClosedAddr(t) + "/acct"}
+	s, err := newStore(t.Context(), cfg, store.Options{Logger: testLogger(t)}, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	client := loopbackClient(t, roots, map[string]string{"login.microsoftonline.com:443": entraAddr, imdsAddr: testenv.ClosedAddr(t)})
 
 	newWI := func(t *testing.T) *Store {
-		s, err := newStore(t.Context(), config.Azure{Account: az.Account(), Container: testContainer, Endpoint: az.Endpoint()}, Options{PartSize: 1 << 20, Concurrency: 2, Logger: testLogger(t)}, client)
+		s, err := newStore(t.Context(), Config{Account: az.Account(), Container: testContainer, Endpoint: az.Endpoint()}, store.Options{PartSize: 1 << 20, Concurrency: 2, Logger: testLogger(t)}, client)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,7 +424,7 @@ func TestWorkloadIdentity(t *testing.T) {
 	t.Run("untrusted certificate", func(t *testing.T) {
 		// The production transport trusts the system roots (and
 		// SSL_CERT_FILE), not the certificate made for this test.
-		s, err := New(t.Context(), config.Azure{Account: az.Account(), Container: testContainer, Endpoint: az.Endpoint(), StorageKey: config.Secret(az.Key())}, Options{Logger: testLogger(t)})
+		s, err := New(t.Context(), Config{Account: az.Account(), Container: testContainer, Endpoint: az.Endpoint(), StorageKey: setting.Secret(az.Key())}, store.Options{Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,7 +461,7 @@ func mustRead(t *testing.T, path string) []byte {
 }
 
 func TestErrorMapping(t *testing.T) {
-	s, err := New(t.Context(), config.Azure{Account: "acct", Container: "snaps", StorageKey: config.Secret(testenv.AzuriteKey)}, Options{})
+	s, err := New(t.Context(), Config{Account: "acct", Container: "snaps", StorageKey: setting.Secret(testenv.AzuriteKey)}, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,10 +500,10 @@ func TestErrorMapping(t *testing.T) {
 		{"cancelled", cancelled, "k", respErr(503, "ServerBusy"), context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := s.fail(tc.ctx, "reading", tc.key, tc.err)
+			got := s.classify(tc.ctx, "reading", tc.key, tc.err)
 			for _, sentinel := range []error{store.ErrAccess, store.ErrNotFound, store.ErrTransfer, store.ErrExists, context.Canceled} {
 				if errors.Is(got, sentinel) != (sentinel == tc.want) {
-					t.Fatalf("fail(%v) = %v: errors.Is(%v) = %v", tc.err, got, sentinel, !(sentinel == tc.want))
+					t.Fatalf("classify(%v) = %v: errors.Is(%v) = %v", tc.err, got, sentinel, !(sentinel == tc.want))
 				}
 			}
 			if !strings.Contains(got.Error(), "snaps") || strings.Contains(got.Error(), "\n") {

@@ -28,9 +28,8 @@ import (
 
 // Block limits of the service (x-ms-version 2019-12-12 and later).
 const (
-	MaxBlocks        = 50000
-	MaxBlockSize     = 4000 << 20
-	DefaultBlockSize = 16 << 20
+	MaxBlocks    = 50000
+	MaxBlockSize = 4000 << 20
 )
 
 // Limits are Azure's bounds on a block blob: 50,000 blocks of up to
@@ -68,19 +67,6 @@ func (s *Store) metadataToAzure(in map[string]string, uploadID string) map[strin
 	return out
 }
 
-// metadataFromAzure undoes metadataToAzure. Go's header handling
-// capitalises the first letter of each key, so keys are lower-cased.
-func metadataFromAzure(in map[string]*string) map[string]string {
-	out := map[string]string{}
-	for k, v := range in {
-		if v == nil {
-			continue
-		}
-		out[strings.ReplaceAll(strings.ToLower(k), "_", "-")] = *v
-	}
-	return out
-}
-
 func printableASCII(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if v[i] < 0x20 || v[i] > 0x7e {
@@ -113,18 +99,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	// but only after hours of transfer.
 	if _, err := bb.GetProperties(s.control(ctx), nil); err == nil {
 		return 0, s.existsErr(key)
-	} else if err := s.fail(ctx, "checking", key, err); !errors.Is(err, store.ErrNotFound) {
+	} else if err := s.classify(ctx, "checking", key, err); !errors.Is(err, store.ErrNotFound) {
 		return 0, err
 	}
 	uploadID := newUploadID()
-	blockSize, concurrency := s.partSize, s.concurrency
-	if opts.PartSize > 0 {
-		blockSize = opts.PartSize
-	}
-	if opts.Concurrency > 0 {
-		concurrency = opts.Concurrency
-	}
-	blockSize = Limits().PartSize(opts.SizeHint, blockSize)
+	blockSize, concurrency := Limits().Parts(opts, s.partSize, s.concurrency)
 	md := s.metadataToAzure(opts.Metadata, uploadID)
 	s.log.Debug("azure upload", "key", key, "block_size", blockSize, "concurrency", concurrency)
 
@@ -256,7 +235,7 @@ read:
 				if err != nil {
 					mu.Lock()
 					if stageErr == nil {
-						stageErr = s.fail(ctx, "uploading a block of", key, err)
+						stageErr = s.classify(ctx, "uploading a block of", key, err)
 						close(stop)
 					}
 					mu.Unlock()
@@ -307,7 +286,7 @@ func (s *Store) commit(ctx context.Context, bb *blockblob.Client, key string, id
 		}
 		return s.existsErr(key)
 	}
-	return s.fail(ctx, "committing", key, err)
+	return s.classify(ctx, "committing", key, err)
 }
 
 func isConflict(err error) bool {
@@ -362,13 +341,13 @@ func (s *Store) discardOnce(ctx context.Context, bb *blockblob.Client, key strin
 		AccessConditions: ifNoneMatchAny,
 	})
 	if err != nil {
-		return s.fail(ctx, "discarding the blocks of", key, err)
+		return s.classify(ctx, "discarding the blocks of", key, err)
 	}
 	_, err = bb.Delete(s.control(ctx), &blob.DeleteOptions{
 		AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: resp.ETag}},
 	})
 	if err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
-		return fmt.Errorf("an empty placeholder blob is left behind, delete it: %w", s.fail(ctx, "deleting", key, err))
+		return fmt.Errorf("an empty placeholder blob is left behind, delete it: %w", s.classify(ctx, "deleting", key, err))
 	}
 	return nil
 }

@@ -14,14 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 )
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
-		New:      func(t *testing.T) store.Store { return New(t.TempDir(), nil) },
+		New:      func(t *testing.T) store.Store { return newStore(t, t.TempDir()) },
 		PartSize: 5 << 20,
 		Leftovers: func(t *testing.T, s store.Store, prefix string) []string {
 			return s.(*Store).Leftovers(prefix)
@@ -30,18 +30,18 @@ func TestConformance(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	missing := New(filepath.Join(t.TempDir(), "missing"), nil)
+	missing := newStore(t, filepath.Join(t.TempDir(), "missing"))
 	f := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(f, nil, 0o644)
 	for _, a := range []store.Access{store.Read, store.Write} {
 		if err := missing.Check(t.Context(), a); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("missing dir, %s: %v, want ErrAccess", a, err)
 		}
-		if err := New(f, nil).Check(t.Context(), a); !errors.Is(err, store.ErrAccess) {
+		if err := newStore(t, f).Check(t.Context(), a); !errors.Is(err, store.ErrAccess) {
 			t.Errorf("file as root, %s: %v, want ErrAccess", a, err)
 		}
 		dir := t.TempDir()
-		if err := New(dir, nil).Check(t.Context(), a); err != nil {
+		if err := newStore(t, dir).Check(t.Context(), a); err != nil {
 			t.Errorf("writable dir, %s: %v", a, err)
 		}
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -71,7 +71,7 @@ func readOnly(t *testing.T, dir string) {
 // A store mounted read-only serves the reading verbs; only Write fails.
 func TestReadOnlyStore(t *testing.T) {
 	dir := t.TempDir()
-	s := New(dir, nil)
+	s := newStore(t, dir)
 	want := []byte("snapshot bytes")
 	if _, err := s.Put(t.Context(), "snaps/a.tar.zst", bytes.NewReader(want), store.PutOptions{}); err != nil {
 		t.Fatal(err)
@@ -100,24 +100,24 @@ func TestKeysCannotEscape(t *testing.T) {
 	os.MkdirAll(filepath.Join(root, "snaps"), 0o755)
 	// A file beside the store that a "../" prefix once listed.
 	os.WriteFile(filepath.Join(filepath.Dir(root), "outside.tar.zst"), []byte("x"), 0o644)
-	s := New(root, nil)
+	s := newStore(t, root)
 	for _, k := range []string{"../x", "a/../../x", "/abs", "a//b", "a/", "./a", "a/./b", "..", ".partial-x", ""} {
-		if _, err := s.Put(t.Context(), k, bytes.NewReader(nil), store.PutOptions{}); !errors.Is(err, config.ErrInvalid) {
+		if _, err := s.Put(t.Context(), k, bytes.NewReader(nil), store.PutOptions{}); !errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("Put(%q): %v, want ErrInvalid", k, err)
 		}
-		if _, _, err := s.Get(t.Context(), k); !errors.Is(err, config.ErrInvalid) {
+		if _, _, err := s.Get(t.Context(), k); !errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("Get(%q): %v, want ErrInvalid", k, err)
 		}
-		if err := s.Delete(t.Context(), []string{k}); !errors.Is(err, config.ErrInvalid) {
+		if err := s.Delete(t.Context(), []string{k}); !errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("Delete(%q): %v, want ErrInvalid", k, err)
 		}
 	}
 	for _, p := range []string{"../", "..", "snaps/../../", "/", "/abs/", "a//b/", "./", "snaps/./"} {
-		if objs, err := s.List(t.Context(), p); !errors.Is(err, config.ErrInvalid) {
+		if objs, err := s.List(t.Context(), p); !errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("List(%q) = %v, %v, want ErrInvalid", p, objs, err)
 		}
-		if _, err := s.AbortIncompleteUploads(t.Context(), p, time.Now(), nil); !errors.Is(err, config.ErrInvalid) {
-			t.Errorf("AbortIncompleteUploads(%q): %v, want ErrInvalid", p, err)
+		if _, err := s.SweepIncomplete(t.Context(), p, time.Now(), nil); !errors.Is(err, setting.ErrInvalid) {
+			t.Errorf("SweepIncomplete(%q): %v, want ErrInvalid", p, err)
 		}
 	}
 	for _, p := range []string{"", "snaps/", "snaps", "missing/"} {
@@ -134,7 +134,7 @@ func TestUmaskApplies(t *testing.T) {
 		want  fs.FileMode
 	}{{0o022, 0o644}, {0o002, 0o664}, {0o077, 0o600}} {
 		old := syscall.Umask(tc.umask)
-		s := New(t.TempDir(), nil)
+		s := newStore(t, t.TempDir())
 		_, err := s.Put(t.Context(), "snaps/a.tar.zst", bytes.NewReader([]byte("x")), store.PutOptions{})
 		syscall.Umask(old)
 		if err != nil {
@@ -175,7 +175,7 @@ func TestPartialNames(t *testing.T) {
 	}
 
 	// A Put in progress writes under a name that parses back to its key.
-	s := New(t.TempDir(), nil)
+	s := newStore(t, t.TempDir())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -196,9 +196,9 @@ func TestPartialNames(t *testing.T) {
 
 // Pruning removes this job's partial files older than the cutoff, and
 // nothing else.
-func TestAbortIncompleteUploads(t *testing.T) {
+func TestSweepIncomplete(t *testing.T) {
 	root := t.TempDir()
-	s := New(root, nil)
+	s := newStore(t, root)
 	now := time.Now()
 	old := now.Add(-48 * time.Hour)
 	files := map[string]time.Time{
@@ -220,7 +220,7 @@ func TestAbortIncompleteUploads(t *testing.T) {
 	ours := func(key string) bool {
 		return strings.HasPrefix(key, "snaps/snap-") && strings.HasSuffix(key, ".tar.zst")
 	}
-	removed, err := s.AbortIncompleteUploads(t.Context(), "snaps/", now.Add(-24*time.Hour), ours)
+	removed, err := s.SweepIncomplete(t.Context(), "snaps/", now.Add(-24*time.Hour), ours)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,8 +252,8 @@ func TestPermissionErrorsAreAccess(t *testing.T) {
 		{&fs.PathError{Op: "read", Path: "/s/k", Err: syscall.EIO}, store.ErrTransfer},
 		{&fs.PathError{Op: "write", Path: "/s/k", Err: syscall.ENOSPC}, store.ErrTransfer},
 	} {
-		if err := fsErr("reading", "k", tc.err); !errors.Is(err, tc.want) || !errors.Is(err, tc.err) {
-			t.Errorf("fsErr(%v) = %v, want it to wrap %v", tc.err, err, tc.want)
+		if err := newStore(t, t.TempDir()).classify(t.Context(), "reading", "k", tc.err); !errors.Is(err, tc.want) || !errors.Is(err, tc.err) {
+			t.Errorf("classify(%v) = %v, want it to wrap %v", tc.err, err, tc.want)
 		}
 	}
 }

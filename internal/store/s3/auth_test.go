@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
@@ -22,7 +22,7 @@ func TestWrongSecretIsAccessError(t *testing.T) {
 	s := startServer(t)
 	cfg := s.cfg("")
 	cfg.SecretKey = "not-the-secret"
-	st := newStore(t, cfg, Options{})
+	st := newStore(t, cfg, store.Options{})
 	err := st.Check(t.Context(), store.Write)
 	t.Logf("Check: %v", err)
 	if !errors.Is(err, store.ErrAccess) {
@@ -51,7 +51,7 @@ func TestMissingBucketIsAccessError(t *testing.T) {
 	s := startServer(t)
 	cfg := s.cfg("")
 	cfg.Bucket = "no-such-bucket-here"
-	st := newStore(t, cfg, Options{})
+	st := newStore(t, cfg, store.Options{})
 	err := st.Check(t.Context(), store.Write)
 	t.Logf("Check: %v", err)
 	if !errors.Is(err, store.ErrAccess) {
@@ -75,7 +75,7 @@ func TestWrongRegionNamesTheRegion(t *testing.T) {
 	proxy.SetRule(func(*http.Request, int) testenv.Fault {
 		return testenv.Fault{Status: http.StatusMovedPermanently, Header: http.Header{"X-Amz-Bucket-Region": {"eu-central-1"}}}
 	})
-	err := newStore(t, s.cfg(proxy.URL), Options{}).Check(t.Context(), store.Write)
+	err := newStore(t, s.cfg(proxy.URL), store.Options{}).Check(t.Context(), store.Write)
 	t.Logf("Check: %v", err)
 	if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "SNAPSHOT_AWS_REGION=eu-central-1") {
 		t.Fatalf("Check: err = %v, want ErrAccess naming eu-central-1", err)
@@ -83,7 +83,7 @@ func TestWrongRegionNamesTheRegion(t *testing.T) {
 }
 
 // A closed port and an endpoint that accepts connections but never
-// answers both fail as ErrTransfer, bounded by MaxAttempts x StallTimeout
+// answers both fail as ErrTransfer, bounded by the attempts (AWS_MAX_ATTEMPTS) x StallTimeout
 // plus backoff (see the README's S3 time bounds), instead of hanging.
 func TestDeadEndpointIsTransferError(t *testing.T) {
 	s := startServer(t)
@@ -94,7 +94,7 @@ func TestDeadEndpointIsTransferError(t *testing.T) {
 		"hanging":     hang.URL,
 	} {
 		t.Run(name, func(t *testing.T) {
-			st := newStore(t, s.cfg(endpoint), fastFail)
+			st := newStore(t, s.cfg(endpoint), fastFail(t))
 			// A deadline far above the bound, so that a hang fails the
 			// test instead of stalling it; reaching it is a failure too.
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -128,7 +128,7 @@ func TestStalledRequestIsRetried(t *testing.T) {
 	data := storetest.Payload(2*testPart, 11)
 	s.v.PutObject(t, s.bucket, key, data)
 	proxy := testenv.StartFaultProxy(t, s.v.Endpoint)
-	st := newStore(t, s.cfg(proxy.URL), fastFail)
+	st := newStore(t, s.cfg(proxy.URL), fastFail(t))
 	var first atomic.Int32
 	proxy.SetRule(func(r *http.Request, n int) testenv.Fault {
 		if r.Method == http.MethodGet && strings.HasPrefix(r.Header.Get("Range"), "bytes=0-") && first.Add(1) == 1 {
@@ -186,13 +186,13 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	cfg.AccessKey, cfg.SecretKey = "AKIABASE", "base-secret"
 
 	t.Run("base keys alone are refused", func(t *testing.T) {
-		if err := newStore(t, cfg, Options{}).Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
+		if err := newStore(t, cfg, store.Options{}).Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check with the base keys: err = %v, want ErrAccess", err)
 		}
 	})
 	cfg.RoleARN, cfg.ExternalID, cfg.RoleSessionName = arn, "ext-42", "snap-test"
 	t.Run("assumed", func(t *testing.T) {
-		st := newStore(t, cfg, Options{})
+		st := newStore(t, cfg, store.Options{})
 		if got := st.CredentialMethod(); got != "assume-role (static keys)" {
 			t.Errorf("CredentialMethod() = %q", got)
 		}
@@ -205,7 +205,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("renewed before expiry", func(t *testing.T) {
 		short := cfg
 		short.RoleARN = shortARN
-		st := newStore(t, short, Options{})
+		st := newStore(t, short, store.Options{})
 		if err := st.Check(t.Context(), store.Write); err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +221,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("wrong external id", func(t *testing.T) {
 		bad := cfg
 		bad.ExternalID = "ext-41"
-		err := newStore(t, bad, Options{}).Check(t.Context(), store.Write)
+		err := newStore(t, bad, store.Options{}).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
@@ -233,7 +233,7 @@ func TestAssumeRoleWithExternalID(t *testing.T) {
 	t.Run("wrong base secret", func(t *testing.T) {
 		bad := cfg
 		bad.SecretKey = "other"
-		if err := newStore(t, bad, Options{}).Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
+		if err := newStore(t, bad, store.Options{}).Check(t.Context(), store.Write); !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
 		}
 	})
@@ -261,7 +261,7 @@ func TestIRSAWebIdentity(t *testing.T) {
 
 	t.Run("token accepted", func(t *testing.T) {
 		webIdentity(t, arn, "eyJ.projected.token")
-		st := newStore(t, cfg, Options{})
+		st := newStore(t, cfg, store.Options{})
 		if got := st.CredentialMethod(); got != "default chain" {
 			t.Errorf("CredentialMethod() = %q", got)
 		}
@@ -272,7 +272,7 @@ func TestIRSAWebIdentity(t *testing.T) {
 	})
 	t.Run("token rejected", func(t *testing.T) {
 		webIdentity(t, arn, "eyJ.stale.token")
-		err := newStore(t, cfg, Options{}).Check(t.Context(), store.Write)
+		err := newStore(t, cfg, store.Options{}).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "default chain") {
 			t.Fatalf("Check: err = %v, want ErrAccess naming the default chain", err)
@@ -281,7 +281,7 @@ func TestIRSAWebIdentity(t *testing.T) {
 	t.Run("no credentials anywhere", func(t *testing.T) {
 		unsetenv(t, "AWS_WEB_IDENTITY_TOKEN_FILE")
 		unsetenv(t, "AWS_ROLE_ARN")
-		err := newStore(t, cfg, fastFail).Check(t.Context(), store.Write)
+		err := newStore(t, cfg, fastFail(t)).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, store.ErrAccess) {
 			t.Fatalf("Check: err = %v, want ErrAccess", err)
@@ -306,7 +306,7 @@ func TestAssumeRoleOnDefaultChain(t *testing.T) {
 	cfg := s.cfg("")
 	cfg.AccessKey, cfg.SecretKey = "", ""
 	cfg.RoleARN, cfg.ExternalID = targetARN, "x-acct"
-	st := newStore(t, cfg, Options{})
+	st := newStore(t, cfg, store.Options{})
 	if got := st.CredentialMethod(); got != "assume-role (default chain)" {
 		t.Errorf("CredentialMethod() = %q", got)
 	}
@@ -325,7 +325,7 @@ func TestCABundle(t *testing.T) {
 			t.Fatalf("%s: %v (the environment is expected to provide it)", bundle, err)
 		}
 		t.Setenv("AWS_CA_BUNDLE", bundle)
-		roundTrip(t, newStore(t, s.cfg(""), Options{}))
+		roundTrip(t, newStore(t, s.cfg(""), store.Options{}))
 	})
 	t.Run("private CA over TLS", func(t *testing.T) {
 		isolateAWS(t)
@@ -337,11 +337,11 @@ func TestCABundle(t *testing.T) {
 			t.Fatalf("endpoint %s is not TLS", v.Endpoint)
 		}
 		t.Setenv("AWS_CA_BUNDLE", caFile)
-		roundTrip(t, newStore(t, s.cfg(""), Options{}))
+		roundTrip(t, newStore(t, s.cfg(""), store.Options{}))
 
 		// Without the CA the server's certificate is not trusted.
 		t.Setenv("AWS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-		err := newStore(t, s.cfg(""), fastFail).Check(t.Context(), store.Write)
+		err := newStore(t, s.cfg(""), fastFail(t)).Check(t.Context(), store.Write)
 		t.Logf("Check: %v", err)
 		if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
 			t.Fatalf("Check without the CA: err = %v, want ErrAccess pointing at AWS_CA_BUNDLE", err)
@@ -350,9 +350,9 @@ func TestCABundle(t *testing.T) {
 	t.Run("bogus path", func(t *testing.T) {
 		isolateAWS(t)
 		t.Setenv("AWS_CA_BUNDLE", "/nonexistent/ca.pem")
-		_, err := New(t.Context(), config.S3{Bucket: "b"}, Options{})
-		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
-			t.Fatalf("err = %v, want config.ErrInvalid naming AWS_CA_BUNDLE", err)
+		_, err := New(t.Context(), Config{Bucket: "b"}, store.Options{})
+		if !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") {
+			t.Fatalf("err = %v, want setting.ErrInvalid naming AWS_CA_BUNDLE", err)
 		}
 	})
 	t.Run("file without certificates", func(t *testing.T) {
@@ -362,8 +362,8 @@ func TestCABundle(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Setenv("AWS_CA_BUNDLE", p)
-		if _, err := New(t.Context(), config.S3{Bucket: "b"}, Options{}); !errors.Is(err, config.ErrInvalid) {
-			t.Fatalf("err = %v, want config.ErrInvalid", err)
+		if _, err := New(t.Context(), Config{Bucket: "b"}, store.Options{}); !errors.Is(err, setting.ErrInvalid) {
+			t.Fatalf("err = %v, want setting.ErrInvalid", err)
 		}
 	})
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
@@ -76,10 +76,10 @@ func BenchmarkThroughput(b *testing.B) {
 	want := sha256.Sum256(data)
 	v := testenv.StartVersity(b)
 	v.CreateBucket(b, "bench")
-	cfg := config.S3{Bucket: "bench", Region: v.Region, AccessKey: config.Secret(v.AccessKey), SecretKey: config.Secret(v.SecretKey), Endpoint: v.Endpoint, ForcePathStyle: true}
+	cfg := Config{Bucket: "bench", Region: v.Region, AccessKey: setting.Secret(v.AccessKey), SecretKey: setting.Secret(v.SecretKey), Endpoint: v.Endpoint, ForcePathStyle: true}
 	for _, c := range []struct{ part, conc int }{{16 << 20, 4}, {32 << 20, 4}, {16 << 20, 8}} {
 		b.Run(fmt.Sprintf("part=%dMiB/concurrency=%d", c.part>>20, c.conc), func(b *testing.B) {
-			st, err := New(b.Context(), cfg, Options{PartSize: int64(c.part), Concurrency: c.conc})
+			st, err := New(b.Context(), cfg, store.Options{PartSize: int64(c.part), Concurrency: c.conc})
 			if err != nil {
 				b.Fatal(err)
 			}

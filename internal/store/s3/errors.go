@@ -65,14 +65,27 @@ func redirectRegion(err error) string {
 	return ""
 }
 
-// classify wraps err with the sentinel that says what the command should
-// do about it. bucketLevel says that a 404 means the bucket is missing
-// (access) rather than the object (not found). Cancellation is returned
-// unchanged so that errors.Is(err, context.Canceled) keeps holding.
-func (s *Store) classify(ctx context.Context, err error, bucketLevel bool) error {
+// classify turns err, from doing op ("reading", "listing", ...) on key,
+// into an error wrapping the sentinel that says what the command should
+// do about it, worded "<op> s3://<bucket>/<key>: ...". Key is an object
+// key or a prefix, or "" for a request about the bucket itself: there a
+// 404 means the bucket is missing (access) rather than the object (not
+// found). An empty op leaves the wording to the caller. Cancellation is
+// returned unchanged so that errors.Is(err, context.Canceled) keeps
+// holding.
+func (s *Store) classify(ctx context.Context, op, key string, err error) error {
 	if err == nil {
 		return nil
 	}
+	err = s.sentinel(err, key == "")
+	if op == "" {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", op, s.objectName(key), err)
+}
+
+// sentinel wraps err with the sentinel its cause calls for.
+func (s *Store) sentinel(err error, bucketLevel bool) error {
 	err = withRequestIDs(err)
 	if errors.Is(err, context.Canceled) || errors.Is(err, store.ErrAccess) ||
 		errors.Is(err, store.ErrTransfer) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) {

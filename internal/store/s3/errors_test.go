@@ -11,7 +11,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
@@ -24,7 +24,7 @@ func TestRequestIDsLeaveTheMessage(t *testing.T) {
 		RequestID: "req-1",
 	}}
 	s := &Store{bucket: "b"}
-	err := s.classify(t.Context(), fmt.Errorf("assuming the role: %w", sdk), false)
+	err := s.classify(t.Context(), "", "k", fmt.Errorf("assuming the role: %w", sdk))
 	if !errors.Is(err, store.ErrAccess) || apiCode(err) != "AccessDenied" {
 		t.Fatalf("classification lost: %v", err)
 	}
@@ -36,7 +36,7 @@ func TestRequestIDsLeaveTheMessage(t *testing.T) {
 		t.Errorf("message\n%s\nwant\n%s", err, want)
 	}
 	// Classifying again neither wraps twice nor changes the text.
-	if again := s.classify(t.Context(), err, false); again.Error() != want {
+	if again := s.classify(t.Context(), "", "k", err); again.Error() != want {
 		t.Errorf("classified twice: %v", again)
 	}
 }
@@ -59,7 +59,7 @@ func TestEndpointIsNeverEchoedWhole(t *testing.T) {
 			}
 			continue
 		}
-		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "secret") {
+		if !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%s: %v, want %q and no secret", endpoint, err, want)
 		}
 	}

@@ -28,11 +28,6 @@ func Limits() store.PartLimits {
 	return store.PartLimits{MaxParts: MaxParts, MinPartSize: minPartSize, MaxPartSize: maxPartSize}
 }
 
-func roundUpMiB(n int64) int64 {
-	const mib = 1 << 20
-	return (n + mib - 1) / mib * mib
-}
-
 // Put streams r into key with a multipart upload (a single PutObject when
 // it fits in one part). See store.Store for the guarantees; how they are
 // kept here:
@@ -48,14 +43,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if err := s.refuseExisting(ctx, key); err != nil {
 		return 0, err
 	}
-	partSize, concurrency := s.partSize, s.concurrency
-	if opts.PartSize > 0 {
-		partSize = opts.PartSize
-	}
-	if opts.Concurrency > 0 {
-		concurrency = opts.Concurrency
-	}
-	partSize = Limits().PartSize(opts.SizeHint, partSize)
+	partSize, concurrency := Limits().Parts(opts, s.partSize, s.concurrency)
 	token, err := newToken()
 	if err != nil {
 		return 0, err
@@ -129,14 +117,18 @@ func (s *Store) refuseExisting(ctx context.Context, key string) error {
 	if err == nil {
 		return fmt.Errorf("%w: %s", store.ErrExists, s.objectName(key))
 	}
-	err = s.classify(ctx, err, false)
+	err = s.classify(ctx, "", key, err)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	return fmt.Errorf("checking that %s does not exist yet: %w", s.objectName(key), err)
 }
 
+// objectName names key in messages, or the bucket for "".
 func (s *Store) objectName(key string) string {
+	if key == "" {
+		return "s3://" + s.bucket
+	}
 	return "s3://" + s.bucket + "/" + key
 }
 
@@ -188,14 +180,14 @@ func (s *Store) failedPut(ctx context.Context, key, token string, tr *putTracker
 		}
 		return 0, fmt.Errorf("upload to %s stopped%s: %w", name, note, err)
 	}
-	return 0, fmt.Errorf("uploading %s%s: %w", name, note, s.classify(ctx, upErr, false))
+	return 0, fmt.Errorf("uploading %s%s: %w", name, note, s.classify(ctx, "", key, upErr))
 }
 
 // ownsObject reports whether key exists and carries token.
 func (s *Store) ownsObject(ctx context.Context, key, token string) (bool, error) {
 	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		if errors.Is(s.classify(ctx, err, false), store.ErrNotFound) {
+		if errors.Is(s.classify(ctx, "", key, err), store.ErrNotFound) {
 			return false, nil
 		}
 		return false, err
@@ -203,12 +195,7 @@ func (s *Store) ownsObject(ctx context.Context, key, token string) (bool, error)
 	return out.Metadata[tokenKey] == token, nil
 }
 
-func (s *Store) deleteOne(ctx context.Context, key string) error {
-	_, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
-	return err
-}
-
-// abortWithRetries aborts one multipart store. The SDK already retries
+// abortWithRetries aborts one multipart upload. The SDK already retries
 // each request; the loop adds retries across longer outages within ctx.
 func (s *Store) abortWithRetries(ctx context.Context, key, id string) error {
 	var err error

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,23 +23,24 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
+	"github.com/snapshot-job/snapshot-job/internal/stall"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
-// Defaults for the knobs in Options, and the fixed parts of the time bound
-// documented in the README (S3, time bounds).
+// The fixed parts of the time bound documented in the README (S3, time
+// bounds); store.Options has the others.
 const (
-	DefaultPartSize     = 16 << 20
-	DefaultConcurrency  = 4
-	DefaultStallTimeout = 60 * time.Second
-	DefaultMaxAttempts  = 5
+	// maxAttempts is how often one request is tried, counting the first.
+	// AWS_MAX_ATTEMPTS, the SDK's own variable, overrides it.
+	maxAttempts = 5
 
 	// dialTimeout bounds connecting (TCP) and tlsTimeout the TLS handshake
 	// of one attempt.
@@ -68,26 +70,7 @@ const (
 	tokenKey = "upload-token"
 )
 
-// Options tune a Store. Zero values pick the defaults above.
-type Options struct {
-	// PartSize is SNAPSHOT_PART_SIZE. Put raises it for the size hint
-	// (store.PartSize with Limits).
-	PartSize int64
-	// Concurrency is SNAPSHOT_UPLOAD_CONCURRENCY: parts in flight during
-	// an upload (unless PutOptions.Concurrency says) and ranges in flight
-	// during a download.
-	Concurrency int
-	Logger      *slog.Logger
-	// Version is the tool version, stored in object metadata.
-	Version string
-	// StallTimeout drops a connection on which no byte moved in either
-	// direction for this long; the request is then retried.
-	StallTimeout time.Duration
-	// MaxAttempts is how often one request is tried, counting the first.
-	MaxAttempts int
-}
-
-// Store is an store.Store on one S3 bucket.
+// Store is a store.Store on one S3 bucket.
 type Store struct {
 	client      *awss3.Client
 	creds       aws.CredentialsProvider
@@ -112,31 +95,17 @@ var _ store.Store = (*Store)(nil)
 // New builds a Store from the S3 settings. It makes no request except
 // what resolving credentials strictly needs (none for static keys; the
 // default chain and AssumeRole resolve lazily on first use). Bad settings
-// give an error wrapping config.ErrInvalid.
-func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
+// give an error wrapping setting.ErrInvalid.
+func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	if cfg.Bucket == "" {
-		return nil, fmt.Errorf("%w: SNAPSHOT_AWS_BUCKET is required", config.ErrInvalid)
+		return nil, fmt.Errorf("%w: SNAPSHOT_AWS_BUCKET is required", setting.ErrInvalid)
 	}
-	if opts.PartSize == 0 {
-		opts.PartSize = DefaultPartSize
-	}
+	opts = opts.WithDefaults()
 	if opts.PartSize < minPartSize || opts.PartSize > maxPartSize {
-		return nil, fmt.Errorf("%w: part size %d is outside S3's 5 MiB to 5 GiB", config.ErrInvalid, opts.PartSize)
-	}
-	if opts.Concurrency == 0 {
-		opts.Concurrency = DefaultConcurrency
+		return nil, fmt.Errorf("%w: part size %d is outside S3's 5 MiB to 5 GiB", setting.ErrInvalid, opts.PartSize)
 	}
 	if opts.Concurrency < 1 {
-		return nil, fmt.Errorf("%w: upload concurrency %d is below 1", config.ErrInvalid, opts.Concurrency)
-	}
-	if opts.StallTimeout <= 0 {
-		opts.StallTimeout = DefaultStallTimeout
-	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		return nil, fmt.Errorf("%w: upload concurrency %d is below 1", setting.ErrInvalid, opts.Concurrency)
 	}
 	if cfg.Endpoint != "" {
 		if err := checkEndpoint(cfg.Endpoint); err != nil {
@@ -147,7 +116,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
-		return nil, fmt.Errorf("%w: SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY must be set together", config.ErrInvalid)
+		return nil, fmt.Errorf("%w: SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY must be set together", setting.ErrInvalid)
 	}
 
 	cacheOpts := func(o *aws.CredentialsCacheOptions) { o.ExpiryWindow = expiryWindow }
@@ -156,7 +125,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		awsconfig.WithCredentialsCacheOptions(cacheOpts),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = opts.MaxAttempts
+				o.MaxAttempts = maxAttempts
 				o.MaxBackoff = maxBackoff
 				// A long upload over a flaky link must not run out of
 				// client-side retry tokens: every part keeps its own
@@ -176,7 +145,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, load...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: AWS SDK settings (AWS_* variables, shared config files): %w", config.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: AWS SDK settings (AWS_* variables, shared config files): %w", setting.ErrInvalid, err)
 	}
 	if awsCfg.Region == "" {
 		// S3-compatible stores mostly ignore the region but SigV4 needs
@@ -200,7 +169,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		method = "assume-role (" + method + ")"
 	}
 	if awsCfg.Credentials == nil {
-		return nil, fmt.Errorf("%w: no AWS credentials provider could be set up", config.ErrInvalid)
+		return nil, fmt.Errorf("%w: no AWS credentials provider could be set up", setting.ErrInvalid)
 	}
 	// The inner cache hands out expiry times already moved forward by the
 	// window, so the outer one needs none; it is there because the S3
@@ -212,7 +181,7 @@ func New(ctx context.Context, cfg config.S3, opts Options) (*Store, error) {
 		bucket:       cfg.Bucket,
 		region:       awsCfg.Region,
 		credMethod:   method,
-		partSize:     roundUpMiB(opts.PartSize),
+		partSize:     Limits().PartSize(0, opts.PartSize),
 		concurrency:  opts.Concurrency,
 		log:          opts.Logger,
 		version:      opts.Version,
@@ -255,9 +224,9 @@ func checkEndpoint(endpoint string) error {
 	u, err := url.Parse(endpoint)
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT%s is not an http or https URL with a host; use e.g. https://minio.example:9000", config.ErrInvalid, schemeHost(u, err))
+		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT%s is not an http or https URL with a host; use e.g. https://minio.example:9000", setting.ErrInvalid, schemeHost(u, err))
 	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT %s://%s must not carry credentials, a query or a fragment: keys go in SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY", config.ErrInvalid, u.Scheme, u.Host)
+		return fmt.Errorf("%w: SNAPSHOT_AWS_ENDPOINT %s://%s must not carry credentials, a query or a fragment: keys go in SNAPSHOT_AWS_ACCESS_KEY and SNAPSHOT_AWS_SECRET_KEY", setting.ErrInvalid, u.Scheme, u.Host)
 	}
 	return nil
 }
@@ -292,10 +261,10 @@ func checkCABundle() error {
 	}
 	pem, err := os.ReadFile(p)
 	if err != nil {
-		return fmt.Errorf("%w: AWS_CA_BUNDLE: %w", config.ErrInvalid, err)
+		return fmt.Errorf("%w: AWS_CA_BUNDLE: %w", setting.ErrInvalid, err)
 	}
 	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%w: AWS_CA_BUNDLE=%s holds no PEM certificate", config.ErrInvalid, p)
+		return fmt.Errorf("%w: AWS_CA_BUNDLE=%s holds no PEM certificate", setting.ErrInvalid, p)
 	}
 	return nil
 }
@@ -318,18 +287,18 @@ func (s *Store) String() string {
 func (s *Store) Check(ctx context.Context, _ store.Access) error {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
-		return s.checkError(ctx, err)
+		return s.checkError(s.classify(ctx, "", "", err))
 	}
 	if _, err := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
-		return s.checkError(ctx, err)
+		return s.checkError(s.classify(ctx, "", "", err))
 	}
 	s.log.InfoContext(ctx, "storage access checked", "store", s.String(), "credentials", s.credMethod,
 		"credential_source", creds.Source, "access_key_id", maskKey(creds.AccessKeyID))
 	return nil
 }
 
-func (s *Store) checkError(ctx context.Context, err error) error {
-	err = s.classify(ctx, err, true)
+// checkError words a classified failure of Check with what to fix.
+func (s *Store) checkError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrAccess):
 		return fmt.Errorf("checking access to bucket %q with %s credentials: %w%s", s.bucket, s.credMethod, err, accessHint(err))
@@ -387,4 +356,27 @@ func (m markedProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 		return c, &credentialError{err}
 	}
 	return c, nil
+}
+
+// newHTTPClient returns the SDK's buildable client (so that AWS_CA_BUNDLE
+// and the SDK's other transport settings still apply to it) with bounded
+// connect and handshake times and a stall timeout on every connection.
+//
+// The SDK's own WithReadTimeout is not used: it re-arms only on reads, so
+// it fires while a large part is still being sent and the server has not
+// answered yet, which is why the SDK exempts S3 from it. Here both
+// directions re-arm the deadline, so only a connection on which nothing
+// moves at all for idle is dropped (and the request retried).
+func newHTTPClient(idle time.Duration, concurrency int) *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) {
+			d.Timeout = dialTimeout
+			d.KeepAlive = 30 * time.Second
+		}).
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.DialContext = stall.Dialer(tr.DialContext, idle)
+			tr.TLSHandshakeTimeout = tlsTimeout
+			// Parts and ranges in flight, plus the odd HEAD or list.
+			tr.MaxIdleConnsPerHost = 2*concurrency + 4
+		})
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/store/storetest"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
@@ -73,15 +74,15 @@ func unsetenv(t *testing.T, k string) {
 
 // cfg is the S3 configuration for this server through endpoint (the
 // server itself, or a proxy in front of it).
-func (s *server) cfg(endpoint string) config.S3 {
+func (s *server) cfg(endpoint string) Config {
 	if endpoint == "" {
 		endpoint = s.v.Endpoint
 	}
-	return config.S3{
+	return Config{
 		Bucket:         s.bucket,
 		Region:         s.v.Region,
-		AccessKey:      config.Secret(s.v.AccessKey),
-		SecretKey:      config.Secret(s.v.SecretKey),
+		AccessKey:      setting.Secret(s.v.AccessKey),
+		SecretKey:      setting.Secret(s.v.SecretKey),
 		Endpoint:       endpoint,
 		ForcePathStyle: true,
 	}
@@ -98,7 +99,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newStore(t *testing.T, cfg config.S3, opts Options) *Store {
+func newStore(t *testing.T, cfg Config, opts store.Options) *Store {
 	t.Helper()
 	if opts.PartSize == 0 {
 		opts.PartSize = testPart
@@ -116,8 +117,15 @@ func newStore(t *testing.T, cfg config.S3, opts Options) *Store {
 	return st
 }
 
+// attempts makes each request be tried n times, counting the first,
+// through the SDK's own AWS_MAX_ATTEMPTS.
+func attempts(t *testing.T, n int) { t.Setenv("AWS_MAX_ATTEMPTS", strconv.Itoa(n)) }
+
 // fastFail makes requests to dead endpoints give up quickly in tests.
-var fastFail = Options{StallTimeout: 500 * time.Millisecond, MaxAttempts: 2}
+func fastFail(t *testing.T) store.Options {
+	attempts(t, 2)
+	return store.Options{StallTimeout: 500 * time.Millisecond}
+}
 
 // assertNothingUnder checks that no object and no open multipart upload
 // is left under prefix.
@@ -157,7 +165,7 @@ func TestConformance(t *testing.T) {
 	s := startServer(t)
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) store.Store {
-			return newStore(t, s.cfg(""), Options{Concurrency: 3})
+			return newStore(t, s.cfg(""), store.Options{Concurrency: 3})
 		},
 		PartSize: testPart,
 		Leftovers: func(t *testing.T, _ store.Store, prefix string) []string {
@@ -198,7 +206,7 @@ func TestPutOptionsOverrideStore(t *testing.T) {
 	s := startServer(t)
 	var probe concurrencyProbe
 	proxy := testenv.StartFaultProxy(t, probe.start(t, s.v.Endpoint))
-	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 4})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: 4})
 	data := storetest.Payload(40<<20, 7)
 	key := "planned/snap-20261126T031500Z.tar.zst"
 	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{
@@ -229,7 +237,7 @@ func TestStream100MiBIn5MiBParts(t *testing.T) {
 	var probe concurrencyProbe
 	proxy := testenv.StartFaultProxy(t, probe.start(t, s.v.Endpoint))
 	const concurrency = 3
-	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: concurrency})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: concurrency})
 	data := storetest.Payload(100<<20, 42)
 	key := "stream/snap-20261126T031500Z.tar.zst"
 	n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{
@@ -287,7 +295,7 @@ func TestPart3FailsLeavesNothing(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	opts := fastFail
+	opts := fastFail(t)
 	opts.Concurrency = 2
 	st := newStore(t, s.cfg(proxy.URL), opts)
 	data := storetest.Payload(8*testPart, 3)
@@ -322,7 +330,7 @@ func TestCancelMidUploadLeavesNothing(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: 2})
 	data := storetest.Payload(8*testPart, 4)
 	_, err := st.Put(ctx, "cancel/mid.tar.zst", onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
 	if !errors.Is(err, context.Canceled) {
@@ -355,7 +363,7 @@ func TestCancelDuringCompleteLeavesNothing(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: 2})
 	data := storetest.Payload(3*testPart, 5)
 	_, err := st.Put(ctx, key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
 	if !errors.Is(err, context.Canceled) {
@@ -391,7 +399,8 @@ func TestLostCompleteAnswerIsSuccess(t *testing.T) {
 				}
 				return testenv.Fault{}
 			})
-			st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2, StallTimeout: time.Second, MaxAttempts: 3})
+			attempts(t, 3)
+			st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: 2, StallTimeout: time.Second})
 			data := storetest.Payload(3*testPart+7, 6)
 			key := "lost/complete.tar.zst"
 			n, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))})
@@ -436,7 +445,7 @@ func TestConditionalWriteRace(t *testing.T) {
 				}
 				return testenv.Fault{}
 			})
-			st := newStore(t, s.cfg(proxy.URL), Options{})
+			st := newStore(t, s.cfg(proxy.URL), store.Options{})
 			data := storetest.Payload(tc.size, 7)
 			_, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: tc.size})
 			if !errors.Is(err, store.ErrExists) {
@@ -465,7 +474,7 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 		}
 		return testenv.Fault{}
 	})
-	st := newStore(t, s.cfg(proxy.URL), Options{})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{})
 	for i, size := range []int64{3 * testPart, 1000} {
 		key := fmt.Sprintf("nocond/%d.tar.zst", i)
 		data := storetest.Payload(size, uint64(i))
@@ -491,7 +500,7 @@ func TestStoreWithoutConditionalWrites(t *testing.T) {
 func TestRangeCutShortIsRetried(t *testing.T) {
 	s := startServer(t)
 	proxy := testenv.StartFaultProxy(t, s.v.Endpoint)
-	st := newStore(t, s.cfg(proxy.URL), Options{Concurrency: 2})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: 2})
 	key := "range/cut.tar.zst"
 	data := storetest.Payload(3*testPart+123, 8)
 	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))}); err != nil {
@@ -563,9 +572,9 @@ func TestPartSizes(t *testing.T) {
 	}
 }
 
-func TestAbortIncompleteUploads(t *testing.T) {
+func TestSweepIncomplete(t *testing.T) {
 	s := startServer(t)
-	st := newStore(t, s.cfg(""), Options{})
+	st := newStore(t, s.cfg(""), store.Options{})
 	c := s.v.Client()
 	create := func(key string) {
 		t.Helper()
@@ -583,7 +592,7 @@ func TestAbortIncompleteUploads(t *testing.T) {
 	create("job/snap-20260102T000000Z.tar.zst")
 
 	ours := func(key string) bool { return !strings.Contains(key, "other-") }
-	aborted, err := st.AbortIncompleteUploads(t.Context(), "job/", cutoff, ours)
+	aborted, err := st.SweepIncomplete(t.Context(), "job/", cutoff, ours)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,7 +602,7 @@ func TestAbortIncompleteUploads(t *testing.T) {
 	if got, want := s.v.MultipartUploads(t, s.bucket, ""), []string{"job/other-20260101T000000Z.tar.zst", "job/snap-20260102T000000Z.tar.zst", "job2/snap-20260101T000000Z.tar.zst"}; !slices.Equal(got, want) {
 		t.Fatalf("uploads left: %q, want %q", got, want)
 	}
-	aborted, err = st.AbortIncompleteUploads(t.Context(), "job/", cutoff, ours)
+	aborted, err = st.SweepIncomplete(t.Context(), "job/", cutoff, ours)
 	if err != nil || len(aborted) != 0 {
 		t.Fatalf("second run: %q, %v; want nothing", aborted, err)
 	}
@@ -602,7 +611,7 @@ func TestAbortIncompleteUploads(t *testing.T) {
 func TestDeleteBatches(t *testing.T) {
 	s := startServer(t)
 	proxy := testenv.StartFaultProxy(t, s.v.Endpoint)
-	st := newStore(t, s.cfg(proxy.URL), Options{})
+	st := newStore(t, s.cfg(proxy.URL), store.Options{})
 	var keys []string
 	for i := range 1003 {
 		k := fmt.Sprintf("del/%04d", i)
@@ -683,7 +692,7 @@ func TestServerSideEncryptionAndStorageClass(t *testing.T) {
 	})
 	cfg := s.cfg(proxy.URL)
 	cfg.SSE, cfg.SSEKMSKeyID, cfg.StorageClass = "aws:kms", "alias/snapshots", "STANDARD_IA"
-	st := newStore(t, cfg, Options{})
+	st := newStore(t, cfg, store.Options{})
 	for _, size := range []int64{100, 2 * testPart} {
 		_, err := st.Put(t.Context(), fmt.Sprintf("sse/%d.tar.zst", size), onlyReader{bytes.NewReader(storetest.Payload(size, 9))}, store.PutOptions{SizeHint: size})
 		if err != nil {
@@ -732,7 +741,7 @@ func TestChecksumsOnCustomEndpoint(t *testing.T) {
 				}
 				return testenv.Fault{}
 			})
-			st := newStore(t, s.cfg(proxy.URL), Options{})
+			st := newStore(t, s.cfg(proxy.URL), store.Options{})
 			data := storetest.Payload(2*testPart+1, 10)
 			if _, err := st.Put(t.Context(), "sum/x.tar.zst", onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))}); err != nil {
 				t.Fatal(err)
@@ -749,7 +758,7 @@ func TestChecksumsOnCustomEndpoint(t *testing.T) {
 
 func TestAWSDefaults(t *testing.T) {
 	isolateAWS(t)
-	st, err := New(t.Context(), config.S3{Bucket: "b", Region: "eu-west-1", AccessKey: "AKIAEXAMPLE", SecretKey: "very-secret"}, Options{})
+	st, err := New(t.Context(), Config{Bucket: "b", Region: "eu-west-1", AccessKey: "AKIAEXAMPLE", SecretKey: "very-secret"}, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -767,7 +776,7 @@ func TestAWSDefaults(t *testing.T) {
 		t.Errorf("CredentialMethod() = %q", st.CredentialMethod())
 	}
 
-	custom, err := New(t.Context(), config.S3{Bucket: "b", Endpoint: "https://minio.example:9000", ForcePathStyle: true}, Options{})
+	custom, err := New(t.Context(), Config{Bucket: "b", Endpoint: "https://minio.example:9000", ForcePathStyle: true}, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -791,16 +800,16 @@ func TestAWSDefaults(t *testing.T) {
 
 func TestNewRejectsBadSettings(t *testing.T) {
 	isolateAWS(t)
-	for name, cfg := range map[string]config.S3{
+	for name, cfg := range map[string]Config{
 		"no bucket":       {Region: "us-east-1"},
 		"bad endpoint":    {Bucket: "b", Endpoint: "minio:9000"},
 		"half static key": {Bucket: "b", AccessKey: "AKIA"},
 	} {
-		if _, err := New(t.Context(), cfg, Options{}); !errors.Is(err, config.ErrInvalid) {
-			t.Errorf("%s: err = %v, want config.ErrInvalid", name, err)
+		if _, err := New(t.Context(), cfg, store.Options{}); !errors.Is(err, setting.ErrInvalid) {
+			t.Errorf("%s: err = %v, want setting.ErrInvalid", name, err)
 		}
 	}
-	if _, err := New(t.Context(), config.S3{Bucket: "b"}, Options{PartSize: 1 << 20}); !errors.Is(err, config.ErrInvalid) {
-		t.Errorf("1 MiB parts: err = %v, want config.ErrInvalid", err)
+	if _, err := New(t.Context(), Config{Bucket: "b"}, store.Options{PartSize: 1 << 20}); !errors.Is(err, setting.ErrInvalid) {
+		t.Errorf("1 MiB parts: err = %v, want setting.ErrInvalid", err)
 	}
 }

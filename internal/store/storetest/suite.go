@@ -1,5 +1,3 @@
-// Package storetest is the conformance suite every store.Store provider
-// runs against its real server (restic's backend/test is the model).
 package storetest
 
 import (
