@@ -47,7 +47,7 @@ func main() {
 	flag.StringVar(&o.server, "server-dir", "", "where versitygw keeps its objects (default: the scratch space under -dir, i.e. the dataset's disk); e.g. /dev/shm for a store that does not share the client's disk")
 	flag.StringVar(&o.env, "env", "", "extra environment for snapshot-job, e.g. 'SNAPSHOT_UPLOAD_CONCURRENCY=8 SNAPSHOT_PART_SIZE=32MiB'")
 	flag.StringVar(&o.only, "only", "", "comma-separated rows to run (table mode): snapshot-job,aws,rclone,restic,limit")
-	flag.BoolVar(&o.strict, "strict", false, "exit 3 when a target of issue 7 is missed")
+	flag.BoolVar(&o.strict, "strict", false, "exit 3 when a target is missed")
 	flag.StringVar(&o.bin, "bin", "bin/snapshot-job", "snapshot-job binary")
 	flag.StringVar(&o.gendata, "gendata", ".tools/bin/gendata", "dataset generator binary (bench/gendata)")
 	flag.StringVar(&o.versitygw, "versitygw", ".tools/bin/versitygw", "versitygw binary (make tools)")
@@ -114,7 +114,7 @@ func run(ctx context.Context, o options) error {
 	return fmt.Errorf("unknown mode %q: use table, mem or matrix", o.mode)
 }
 
-// goRuntimeVars tune the Go runtime of snapshot-job (issue 7: respect
+// goRuntimeVars tune the Go runtime of snapshot-job (it respects
 // GOMEMLIMIT), so BENCH_ENV accepts them too.
 var goRuntimeVars = []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG"}
 
