@@ -39,3 +39,27 @@ func TestPartSize(t *testing.T) {
 		}
 	}
 }
+
+// A Put uses the plan's part size and parts in flight where it set them,
+// else the store's own, and the size is raised for the hint either way.
+func TestPartsFollowThePlan(t *testing.T) {
+	const mib = int64(1 << 20)
+	s3 := PartLimits{MaxParts: 10000, MinPartSize: 5 * mib, MaxPartSize: 5 << 30}
+	for _, tc := range []struct {
+		name     string
+		opts     PutOptions
+		wantSize int64
+		wantConc int
+	}{
+		{"store's own", PutOptions{SizeHint: -1}, 16 * mib, 4},
+		{"planned", PutOptions{SizeHint: -1, PartSize: 32 * mib, Concurrency: 2}, 32 * mib, 2},
+		// 1.1 TiB / 10,000 parts = 115.3 MiB.
+		{"raised for the hint", PutOptions{SizeHint: 1 << 40, Concurrency: 1}, 116 * mib, 1},
+		{"planned, raised for the hint", PutOptions{SizeHint: 1 << 40, PartSize: 8 * mib}, 116 * mib, 4},
+	} {
+		size, conc := s3.Parts(tc.opts, 16*mib, 4)
+		if size != tc.wantSize || conc != tc.wantConc {
+			t.Errorf("%s: Parts = %d MiB, %d; want %d MiB, %d", tc.name, size/mib, conc, tc.wantSize/mib, tc.wantConc)
+		}
+	}
+}

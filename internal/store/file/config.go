@@ -5,8 +5,8 @@ import "github.com/snapshot-job/snapshot-job/internal/setting"
 // Name is this provider's SNAPSHOT_CLOUD_PROVIDER value.
 const Name = "file"
 
-// env is the prefix of this provider's variables; internal/config reads
-// Config under it (its field tag "FILE").
+// env is the prefix of this provider's variables; the job's config
+// package reads Config under it (its field tag "FILE").
 const env = setting.Prefix + "_FILE_"
 
 // DetectVariable is the setting that picks this provider when

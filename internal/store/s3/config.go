@@ -11,8 +11,8 @@ import (
 // Name is this provider's SNAPSHOT_CLOUD_PROVIDER value.
 const Name = "s3"
 
-// env is the prefix of this provider's variables; internal/config reads
-// Config under it (its field tag "AWS").
+// env is the prefix of this provider's variables; the job's config
+// package reads Config under it (its field tag "AWS").
 const env = setting.Prefix + "_AWS_"
 
 // DetectVariable is the setting that picks this provider when

@@ -16,7 +16,7 @@
 //     (SNAPSHOT_<PREFIX>_...), with `func (c Config) Detected() bool` and
 //     `func (c Config) Problems() []string` (every problem found, each
 //     starting with the variable's full name; setting.NewProblems words
-//     them). internal/config assembles it: a field of config.Config
+//     them). The job's config package assembles it: a field of config.Config
 //     tagged with the prefix, and a line in Config.providers.
 //   - <name>.go: `New(ctx context.Context, cfg Config, opts store.Options)
 //     (*Store, error)` (no request yet; settings that cannot work wrap
