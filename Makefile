@@ -104,7 +104,7 @@ test:
 FUZZTIME ?= 5s
 FUZZ_TARGETS := \
 	./internal/archive:FuzzExtract ./internal/archive:FuzzExtractRaw \
-	./internal/config:FuzzParseSize ./internal/config:FuzzParseDuration ./internal/config:FuzzLoad \
+	./internal/setting:FuzzParseSize ./internal/setting:FuzzParseDuration ./internal/config:FuzzLoad \
 	./internal/snapname:FuzzParse ./internal/retention:FuzzPlan ./internal/retention:FuzzMatch
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ_LOGS=$(TOOLS) ./scripts/fuzz.sh $(FUZZ_TARGETS)
@@ -127,7 +127,7 @@ demo: $(BIN)
 	./scripts/demo.sh
 
 ## bench: snapshot-job against the aws cli, rclone and restic on one local
-## versitygw, one table with medians, MiB/s, peak RSS and issue 7's targets
+## versitygw, one table with medians, MiB/s, peak RSS and the targets
 ## (README, Performance). Installs missing Debian tools (apt-get) when run as root.
 BENCH_SIZE        ?= 1GiB
 BENCH_RUNS        ?= 3

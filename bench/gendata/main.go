@@ -8,7 +8,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
@@ -31,7 +31,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: gendata DIR SIZE | gendata -events DIR N")
 		os.Exit(2)
 	}
-	size, err := config.ParseSize(os.Args[2])
+	size, err := setting.ParseSize(os.Args[2])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 // bench is one invocation: the tools, the server and the scratch space.
@@ -18,7 +20,7 @@ type bench struct {
 	work           string // scratch directory, removed at the end
 	serverDir      string // versitygw's objects when -server-dir is set, removed at the end
 	logs           string // per-run logs, kept for reading after a failure
-	srv            *server
+	srv            *testenv.VersityProcess
 	awsConfig      string
 	resticPassword string
 	cache          cache
@@ -86,7 +88,7 @@ func (b *bench) setup(ctx context.Context, sizes []sizeArg, spaceFactor int64, b
 	}
 	b.resticPassword = randomHex(16)
 	cleanup := func() {
-		b.srv.stop()
+		b.srv.Stop()
 		for _, d := range []string{b.work, b.serverDir} {
 			if d == "" {
 				continue
@@ -123,7 +125,7 @@ func (b *bench) setup(ctx context.Context, sizes []sizeArg, spaceFactor int64, b
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "bench: versitygw on %s, page cache %s, logs in %s\n", b.srv.endpoint, map[bool]string{true: "dropped per run", false: "warm"}[b.cache.cold], b.logs)
+	fmt.Fprintf(os.Stderr, "bench: versitygw on %s, page cache %s, logs in %s\n", b.srv.Endpoint, map[bool]string{true: "dropped per run", false: "warm"}[b.cache.cold], b.logs)
 	return sets, cleanup, nil
 }
 

@@ -21,7 +21,7 @@ type tools struct {
 }
 
 // debianTool is a program the benchmark needs and the Debian package that
-// brings it. aws is looked up at /usr/bin/aws on purpose: issue 7 compares
+// brings it. aws is looked up at /usr/bin/aws on purpose: the targets compare
 // against the awscli Debian ships, and a pip or pyenv aws found earlier on
 // PATH is another program (v1, other defaults).
 type debianTool struct {

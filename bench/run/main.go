@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
 
 type options struct {
@@ -47,7 +47,7 @@ func main() {
 	flag.StringVar(&o.server, "server-dir", "", "where versitygw keeps its objects (default: the scratch space under -dir, i.e. the dataset's disk); e.g. /dev/shm for a store that does not share the client's disk")
 	flag.StringVar(&o.env, "env", "", "extra environment for snapshot-job, e.g. 'SNAPSHOT_UPLOAD_CONCURRENCY=8 SNAPSHOT_PART_SIZE=32MiB'")
 	flag.StringVar(&o.only, "only", "", "comma-separated rows to run (table mode): snapshot-job,aws,rclone,restic,limit")
-	flag.BoolVar(&o.strict, "strict", false, "exit 3 when a target of issue 7 is missed")
+	flag.BoolVar(&o.strict, "strict", false, "exit 3 when a target is missed")
 	flag.StringVar(&o.bin, "bin", "bin/snapshot-job", "snapshot-job binary")
 	flag.StringVar(&o.gendata, "gendata", ".tools/bin/gendata", "dataset generator binary (bench/gendata)")
 	flag.StringVar(&o.versitygw, "versitygw", ".tools/bin/versitygw", "versitygw binary (make tools)")
@@ -114,7 +114,7 @@ func run(ctx context.Context, o options) error {
 	return fmt.Errorf("unknown mode %q: use table, mem or matrix", o.mode)
 }
 
-// goRuntimeVars tune the Go runtime of snapshot-job (issue 7: respect
+// goRuntimeVars tune the Go runtime of snapshot-job (it respects
 // GOMEMLIMIT), so BENCH_ENV accepts them too.
 var goRuntimeVars = []string{"GOMEMLIMIT", "GOGC", "GOMAXPROCS", "GODEBUG"}
 
@@ -127,8 +127,8 @@ func parseEnv(s string) ([]string, error) {
 		if !ok || name == "" {
 			return nil, fmt.Errorf("BENCH_ENV: %q is not NAME=value", kv)
 		}
-		if !strings.HasPrefix(name, config.Prefix+"_") && !slices.Contains(goRuntimeVars, name) {
-			return nil, fmt.Errorf("BENCH_ENV: %s is neither a %s_ variable nor one of %s", name, config.Prefix, strings.Join(goRuntimeVars, ", "))
+		if !strings.HasPrefix(name, setting.Prefix+"_") && !slices.Contains(goRuntimeVars, name) {
+			return nil, fmt.Errorf("BENCH_ENV: %s is neither a %s_ variable nor one of %s", name, setting.Prefix, strings.Join(goRuntimeVars, ", "))
 		}
 		out = append(out, kv)
 	}
@@ -143,7 +143,7 @@ func parseSizes(s string) ([]sizeArg, error) {
 		if f == "" {
 			continue
 		}
-		n, err := config.ParseSize(f)
+		n, err := setting.ParseSize(f)
 		if err != nil {
 			return nil, err
 		}

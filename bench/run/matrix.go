@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
 
 // combo is one setting of the tuning variables.
@@ -49,7 +50,7 @@ func (b *bench) matrix(ctx context.Context) error {
 		}
 	}
 	for _, p := range parts {
-		if _, err := config.ParseSize(p); err != nil {
+		if _, err := setting.ParseSize(p); err != nil {
 			return fmt.Errorf("BENCH_PART_SIZES: %w", err)
 		}
 	}

@@ -72,7 +72,7 @@ func (b *bench) mem(ctx context.Context) error {
 	fmt.Fprintf(&sb, "\npeak RSS = the largest of the runs (GNU time %%M of the snapshot-job process).\n\n")
 	var missed []string
 	if len(failed) == 0 && len(sets) > 1 {
-		fmt.Fprintf(&sb, "| target (issue 7) | measured | result |\n|---|---|---|\n")
+		fmt.Fprintf(&sb, "| target | measured | result |\n|---|---|---|\n")
 		first, last := 0, len(sets)-1
 		for _, v := range []struct {
 			verb string

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 func TestParseTimeFile(t *testing.T) {
@@ -153,7 +155,7 @@ func TestBaseEnvDropsToolSettings(t *testing.T) {
 	if !slices.Contains(env, "AWS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt") {
 		t.Error("baseEnv must keep AWS_CA_BUNDLE: the tools must cope with it")
 	}
-	b := &bench{srv: &server{}, work: t.TempDir()}
+	b := &bench{srv: &testenv.VersityProcess{}, work: t.TempDir()}
 	for _, kv := range b.rcloneEnv() {
 		if strings.HasPrefix(kv, "AWS_CA_BUNDLE=") {
 			t.Error("rclone 1.60 fails with AWS_CA_BUNDLE set; its env must drop it")

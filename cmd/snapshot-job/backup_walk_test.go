@@ -38,7 +38,7 @@ type snapshotEntry struct {
 // entries in order.
 func readSnapshot(t *testing.T, data []byte) ([]string, map[string]snapshotEntry) {
 	t.Helper()
-	if _, err := archive.Verify(t.Context(), bytes.NewReader(data), 0, nil); err != nil {
+	if _, err := archive.Verify(t.Context(), bytes.NewReader(data), archive.VerifyOptions{}); err != nil {
 		t.Fatalf("the snapshot does not verify: %v", err)
 	}
 	zr, err := zstd.NewReader(bytes.NewReader(data))

@@ -6,9 +6,9 @@ import (
 	"strings"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
-	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
@@ -42,7 +42,7 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 		}
 	}
 	switch {
-	case errors.Is(err, config.ErrInvalid):
+	case errors.Is(err, setting.ErrInvalid):
 		return exitConfig, "fix the variable named above (or the pod's memory limit, when the message names it); retrying will not help"
 	case errors.Is(err, job.ErrPrune):
 		return exitPrune, "the new snapshot is stored; check that the job may list and delete objects under the prefix; the next run prunes again"
@@ -73,15 +73,15 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 			return exitBusy, "another restore is writing into SNAPSHOT_RESTORE_DIR and nothing was written; run this one again once it has finished; the Job retries (backoffLimit)"
 		}
 		return exitBusy, "another run is using the volume; the Job retries (backoffLimit), or run it again once the other run has finished"
-	case errors.Is(err, upload.ErrAccess):
+	case errors.Is(err, store.ErrAccess):
 		return exitAccess, "check the bucket, container or store directory, the region or endpoint, and that the credentials (or the job's user) may use it"
 	case errors.Is(err, archive.ErrSource):
 		return exitLocal, "check that SNAPSHOT_SOURCE_DIR is mounted and readable by the job's user (runAsUser/fsGroup)"
 	case errors.Is(err, archive.ErrTarget):
 		return exitLocal, "check that SNAPSHOT_RESTORE_DIR is mounted read-write, writable by the job's user, and has space for the snapshot"
-	case errors.Is(err, upload.ErrExists):
+	case errors.Is(err, store.ErrExists):
 		return exitTransfer, "an object with this name already exists (two runs in the same second?); run the job again"
-	case errors.Is(err, upload.ErrTransfer):
+	case errors.Is(err, store.ErrTransfer):
 		return exitTransfer, "the store could not be reached or kept failing after retries; " + leftAsItWas(verb) + "run the job again"
 	case errors.Is(err, context.DeadlineExceeded):
 		return exitTransfer, "a deadline passed; " + leftAsItWas(verb) + "run the job again"

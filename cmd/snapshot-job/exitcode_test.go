@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
-	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
@@ -29,20 +29,20 @@ func TestClassify(t *testing.T) {
 	}{
 		{nil, 0},
 		{errors.New("surprise"), 1},
-		{wrap(config.ErrInvalid), 2},
-		{wrap(upload.ErrAccess), 3},
+		{wrap(setting.ErrInvalid), 2},
+		{wrap(store.ErrAccess), 3},
 		{wrap(archive.ErrSource), 4},
 		{wrap(archive.ErrTarget), 4},
-		{wrap(upload.ErrTransfer), 5},
-		{wrap(upload.ErrExists), 5},
-		{wrap(upload.ErrTransfer, job.ErrPrune), 6},
-		{wrap(upload.ErrAccess, job.ErrPrune), 6},
+		{wrap(store.ErrTransfer), 5},
+		{wrap(store.ErrExists), 5},
+		{wrap(store.ErrTransfer, job.ErrPrune), 6},
+		{wrap(store.ErrAccess, job.ErrPrune), 6},
 		{wrap(archive.ErrCorrupt), 7},
 		{wrap(archive.ErrUnsafe), 7},
 		{wrap(job.ErrNothingToRestore), 8},
-		{wrap(upload.ErrNotFound, job.ErrNothingToRestore), 8},
+		{wrap(store.ErrNotFound, job.ErrNothingToRestore), 8},
 		{wrap(job.ErrNotEmpty), 8},
-		{wrap(upload.ErrNotFound, job.ErrKeyNotFound), 8},
+		{wrap(store.ErrNotFound, job.ErrKeyNotFound), 8},
 		{wrap(volume.ErrBusy), 9},
 		{context.DeadlineExceeded, 5},
 	} {
@@ -53,7 +53,7 @@ func TestClassify(t *testing.T) {
 	for sig, want := range map[syscall.Signal]int{syscall.SIGTERM: 143, syscall.SIGINT: 130} {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		cancel(&signalled{sig})
-		if got, _ := classify(ctx, "backup", wrap(upload.ErrTransfer)); got != want {
+		if got, _ := classify(ctx, "backup", wrap(store.ErrTransfer)); got != want {
 			t.Errorf("after %s: %d, want %d", sig, got, want)
 		}
 	}
@@ -76,13 +76,13 @@ func TestHintsDependOnTheVerb(t *testing.T) {
 		{"verify", archive.ErrUnverifiable, []string{"not written by snapshot-job", "no checksums"}, []string{"damaged"}, 7},
 		{"restore", job.ErrNothingToRestore, []string{"SNAPSHOT_RESTORE_IF_MISSING=ok", "SNAPSHOT_CLOUD_PREFIX"}, nil, 8},
 		{"verify", job.ErrNothingToRestore, []string{"no snapshot to verify", "SNAPSHOT_CLOUD_PREFIX"}, []string{"IF_MISSING"}, 8},
-		{"restore", fmt.Errorf("%w: %w", job.ErrKeyNotFound, upload.ErrNotFound), []string{"SNAPSHOT_RESTORE_KEY names no object", "applies only to latest"}, []string{"set SNAPSHOT_RESTORE_IF_MISSING=ok"}, 8},
+		{"restore", fmt.Errorf("%w: %w", job.ErrKeyNotFound, store.ErrNotFound), []string{"SNAPSHOT_RESTORE_KEY names no object", "applies only to latest"}, []string{"set SNAPSHOT_RESTORE_IF_MISSING=ok"}, 8},
 		{"verify", job.ErrKeyNotFound, []string{"SNAPSHOT_RESTORE_KEY names no object"}, []string{"set SNAPSHOT_RESTORE_IF_MISSING=ok"}, 8},
 		{"backup", volume.ErrBusy, []string{"a restore is writing into SNAPSHOT_SOURCE_DIR", "nothing was stored", "backoffLimit"}, []string{"SNAPSHOT_RESTORE_DIR"}, 9},
 		{"restore", volume.ErrBusy, []string{"another restore is writing into SNAPSHOT_RESTORE_DIR", "nothing was written"}, []string{"SNAPSHOT_SOURCE_DIR"}, 9},
-		{"backup", upload.ErrTransfer, []string{"nothing partial was stored"}, nil, 5},
-		{"restore", upload.ErrTransfer, []string{"nothing was written to SNAPSHOT_RESTORE_DIR"}, []string{"stored"}, 5},
-		{"list", upload.ErrTransfer, []string{"run the job again"}, []string{"stored", "written"}, 5},
+		{"backup", store.ErrTransfer, []string{"nothing partial was stored"}, nil, 5},
+		{"restore", store.ErrTransfer, []string{"nothing was written to SNAPSHOT_RESTORE_DIR"}, []string{"stored"}, 5},
+		{"list", store.ErrTransfer, []string{"run the job again"}, []string{"stored", "written"}, 5},
 	} {
 		code, hint := classify(context.Background(), tc.verb, fmt.Errorf("boom: %w", tc.err))
 		if code != tc.wantCode {

@@ -24,7 +24,8 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Set with -ldflags "-X main.version=... -X main.commit=...".
@@ -80,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signalContext(log)
 	defer stop()
-	cfg, sizeKnown, err := planMemory(cfg, verb, log)
+	cfg, planBackup, err := planMemory(cfg, verb, log)
 	if err != nil {
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
@@ -88,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return finish(log, cfg.TerminationLog, res, err, ctx, start)
 	}
-	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, SizeKnown: sizeKnown,
+	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, PlanMemory: planBackup,
 		Exclude: storeDirs(cfg)}
 	switch verb {
 	case "backup":
@@ -125,11 +126,11 @@ func parseArgs(args []string) (verb string, asJSON bool, err error) {
 		case a == "-h" || a == "--help" || a == "help":
 			return "help", false, nil
 		case strings.HasPrefix(a, "-"):
-			return "", false, fmt.Errorf("%w: unknown flag %q; the only flag is --json (for list), everything else is an environment variable", config.ErrInvalid, a)
+			return "", false, fmt.Errorf("%w: unknown flag %q; the only flag is --json (for list), everything else is an environment variable", setting.ErrInvalid, a)
 		case verb != "":
-			return "", false, fmt.Errorf("%w: more than one verb (%q, %q)", config.ErrInvalid, verb, a)
+			return "", false, fmt.Errorf("%w: more than one verb (%q, %q)", setting.ErrInvalid, verb, a)
 		case !slices.Contains(config.Verbs, a):
-			return "", false, fmt.Errorf("%w: unknown verb %q; use one of %s", config.ErrInvalid, a, strings.Join(config.Verbs, ", "))
+			return "", false, fmt.Errorf("%w: unknown verb %q; use one of %s", setting.ErrInvalid, a, strings.Join(config.Verbs, ", "))
 		default:
 			verb = a
 		}
@@ -247,7 +248,7 @@ type storeRequest struct {
 }
 
 func requestIDs(err error) storeRequest {
-	id, host := upload.RequestIDs(err)
+	id, host := store.RequestIDs(err)
 	return storeRequest{RequestID: id, HostID: host}
 }
 

@@ -16,7 +16,8 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // The job's memory is planned, not hoped for: the buffers of a transfer
@@ -60,7 +61,7 @@ func readMemLimit(getenv func(string) string, root string) (memLimit, error) {
 	if v := strings.TrimSpace(getenv("GOMEMLIMIT")); v != "" {
 		n, err := parseGoMemLimit(v)
 		if err != nil {
-			return memLimit{}, fmt.Errorf("%w: GOMEMLIMIT=%q: %w", config.ErrInvalid, v, err)
+			return memLimit{}, fmt.Errorf("%w: GOMEMLIMIT=%q: %w", setting.ErrInvalid, v, err)
 		}
 		if n == math.MaxInt64 {
 			return memLimit{source: "GOMEMLIMIT=off"}, nil
@@ -193,20 +194,20 @@ func (p planner) backup(estimate int64) (memPlan, error) {
 	least := need(1, 1)
 	if !p.store.buffered {
 		return memPlan{}, fmt.Errorf("%w: a backup needs at least %s (compression and the job itself); the limit is %s: raise resources.limits.memory to at least %s",
-			config.ErrInvalid, mib(least), p.limit, quantity(least))
+			setting.ErrInvalid, mib(least), p.limit, quantity(least))
 	}
 	lower := ""
 	if p.partSize > p.store.limits.PartSize(estimate, 0) {
 		lower = ", or lower SNAPSHOT_PART_SIZE"
 	}
 	return memPlan{}, fmt.Errorf("%w: a snapshot of about %s needs parts of %s; even one part in flight needs %s; the limit is %s: raise resources.limits.memory to at least %s%s",
-		config.ErrInvalid, human(estimate), mib(part), mib(least), p.limit, quantity(least), lower)
+		setting.ErrInvalid, human(estimate), mib(part), mib(least), p.limit, quantity(least), lower)
 }
 
 // read plans a restore or verify: ranges of the part size, as many in
 // flight as fit (up to SNAPSHOT_UPLOAD_CONCURRENCY), and the decoder.
 func (p planner) read() (memPlan, error) {
-	rng := upload.PartSize(0, 0, 0, 0, p.partSize)
+	rng := store.PartSize(0, 0, 0, 0, p.partSize)
 	need := func(ranges int) int64 {
 		n := int64(baseBytes + decoderBytes)
 		if p.store.buffered {
@@ -231,10 +232,10 @@ func (p planner) read() (memPlan, error) {
 	if !p.store.buffered {
 		least = need(0)
 		return memPlan{}, fmt.Errorf("%w: reading a snapshot needs at least %s (decompression and the job itself); the limit is %s: raise resources.limits.memory to at least %s",
-			config.ErrInvalid, mib(least), p.limit, quantity(least))
+			setting.ErrInvalid, mib(least), p.limit, quantity(least))
 	}
 	return memPlan{}, fmt.Errorf("%w: reading a snapshot in ranges of %s needs %s even with one range in flight; the limit is %s: raise resources.limits.memory to at least %s, or lower SNAPSHOT_PART_SIZE",
-		config.ErrInvalid, mib(rng), mib(least), p.limit, quantity(least))
+		setting.ErrInvalid, mib(rng), mib(least), p.limit, quantity(least))
 }
 
 // planMemory reads the memory limit and prepares the plan of verb: a

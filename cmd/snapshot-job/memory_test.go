@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
 
 const (
@@ -68,7 +69,7 @@ func TestReadMemLimit(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"512M", "lots", "-1", "1.5GiB"} {
-		if _, err := readMemLimit(env("GOMEMLIMIT", bad), t.TempDir()); !errors.Is(err, config.ErrInvalid) {
+		if _, err := readMemLimit(env("GOMEMLIMIT", bad), t.TempDir()); !errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("GOMEMLIMIT=%s: %v, want ErrInvalid", bad, err)
 		}
 	}
@@ -131,7 +132,7 @@ func TestBackupPlan(t *testing.T) {
 
 func TestBackupPlanDoesNotFit(t *testing.T) {
 	_, err := testPlanner("s3", 512*mi).backup(estimate(5 * ti))
-	if !errors.Is(err, config.ErrInvalid) {
+	if !errors.Is(err, setting.ErrInvalid) {
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
 	// One part of 586 MiB in flight: 3 × 586 + 64 + (1 + 2) × 2 × 4 MiB.
@@ -150,7 +151,7 @@ func TestBackupPlanDoesNotFit(t *testing.T) {
 	if _, err := p.backup(estimate(gi)); err == nil || !strings.Contains(err.Error(), "or lower SNAPSHOT_PART_SIZE") {
 		t.Errorf("1 GiB parts in 512 MiB: %v", err)
 	}
-	if _, err := testPlanner("file", 64*mi).backup(estimate(gi)); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "at least 88Mi") {
+	if _, err := testPlanner("file", 64*mi).backup(estimate(gi)); !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "at least 88Mi") {
 		t.Errorf("file store in 64 MiB: %v", err)
 	}
 }
@@ -179,7 +180,7 @@ func TestReadPlan(t *testing.T) {
 		})
 	}
 	_, err := testPlanner("s3", 100*mi).read()
-	if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "needs 128 MiB even with one range in flight") {
+	if !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "needs 128 MiB even with one range in flight") {
 		t.Errorf("100 MiB: %v", err)
 	}
 }

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapshot-job/snapshot-job/internal/testenv"
 	"golang.org/x/sys/unix"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 // treeWithRoot is ReadTree plus the directory itself as ".", so that its

@@ -41,7 +41,7 @@ func TestRoundTrip(t *testing.T) {
 			src, dst := t.TempDir(), filepath.Join(t.TempDir(), "restore")
 			testenv.MakeTree(t, src)
 			data, wst := archiveOf(t, src, WriteOptions{Level: level})
-			vst, err := Verify(t.Context(), bytes.NewReader(data), 0, nil)
+			vst, err := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{})
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
@@ -265,7 +265,7 @@ func TestScanMatchesWrite(t *testing.T) {
 func TestHostileArchives(t *testing.T) {
 	for name, data := range testenv.HostileArchives(t) {
 		t.Run(name, func(t *testing.T) {
-			if _, err := Verify(t.Context(), bytes.NewReader(data), 0, nil); !errors.Is(err, ErrUnsafe) {
+			if _, err := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{}); !errors.Is(err, ErrUnsafe) {
 				t.Errorf("Verify: err = %v, want ErrUnsafe", err)
 			}
 			parent := t.TempDir()
@@ -351,7 +351,7 @@ func TestDamagedArchives(t *testing.T) {
 		{"gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := Verify(t.Context(), bytes.NewReader(tc.data), 0, nil); !errors.Is(err, ErrCorrupt) {
+			if _, err := Verify(t.Context(), bytes.NewReader(tc.data), VerifyOptions{}); !errors.Is(err, ErrCorrupt) {
 				t.Errorf("Verify: err = %v, want ErrCorrupt", err)
 			}
 			target := t.TempDir()
@@ -371,7 +371,7 @@ func TestDamagedArchives(t *testing.T) {
 	}
 	// The untouched plain tar is fine: the checks above fail for the
 	// damage, not for the layout.
-	if _, err := Verify(t.Context(), bytes.NewReader(testenv.Zst(t, plain)), 0, nil); err != nil {
+	if _, err := Verify(t.Context(), bytes.NewReader(testenv.Zst(t, plain)), VerifyOptions{}); err != nil {
 		t.Fatalf("intact plain tar: %v", err)
 	}
 }
@@ -383,7 +383,7 @@ func TestSourceErrorsPassThrough(t *testing.T) {
 	good, _ := archiveOf(t, src, WriteOptions{})
 	boom := errors.New("connection reset")
 	r := io.MultiReader(bytes.NewReader(good[:len(good)/2]), errReader{boom})
-	_, err := Verify(t.Context(), r, 0, nil)
+	_, err := Verify(t.Context(), r, VerifyOptions{})
 	if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
 		t.Fatalf("err = %v, want the reader's error and not ErrCorrupt", err)
 	}
@@ -435,21 +435,21 @@ func TestExtractIntoNonEmptyTarget(t *testing.T) {
 	})
 }
 
-func TestEmpty(t *testing.T) {
+func TestTargetEmpty(t *testing.T) {
 	dir := t.TempDir()
-	if ok, err := Empty(dir); !ok || err != nil {
+	if ok, err := TargetEmpty(dir); !ok || err != nil {
 		t.Fatalf("fresh dir: %v %v", ok, err)
 	}
-	if ok, err := Empty(filepath.Join(dir, "missing")); !ok || err != nil {
+	if ok, err := TargetEmpty(filepath.Join(dir, "missing")); !ok || err != nil {
 		t.Fatalf("missing dir: %v %v", ok, err)
 	}
 	os.Mkdir(filepath.Join(dir, "lost+found"), 0o700)
 	os.Mkdir(filepath.Join(dir, StagingPrefix+"123"), 0o700)
-	if ok, err := Empty(dir); !ok || err != nil {
+	if ok, err := TargetEmpty(dir); !ok || err != nil {
 		t.Fatalf("dir with lost+found and staging: %v %v", ok, err)
 	}
 	os.WriteFile(filepath.Join(dir, ".hidden"), nil, 0o644)
-	if ok, _ := Empty(dir); ok {
+	if ok, _ := TargetEmpty(dir); ok {
 		t.Fatal("dir with a hidden file counted as empty")
 	}
 }

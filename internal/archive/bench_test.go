@@ -107,7 +107,7 @@ func BenchmarkVerify(b *testing.B) {
 	b.SetBytes(int64(len(tarData)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Verify(b.Context(), bytes.NewReader(zst), 0, nil); err != nil {
+		if _, err := Verify(b.Context(), bytes.NewReader(zst), VerifyOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +21,7 @@ import (
 type ExtractOptions struct {
 	// Overwrite lets entries of the archive replace entries of the same
 	// name already in the target; other entries of the target stay. When
-	// false the target is expected to be empty (see Empty).
+	// false the target is expected to be empty (see TargetEmpty).
 	Overwrite bool
 	// Concurrency is the number of decompression goroutines; 0 means
 	// GOMAXPROCS.
@@ -39,6 +40,9 @@ type ExtractOptions struct {
 	// AfterCommit, if set, is called as soon as the commit is durable:
 	// from then on an interrupted run is finished, not rolled back.
 	AfterCommit func()
+	// Progress, if set, is advanced by the content bytes written into
+	// the staging directory.
+	Progress *atomic.Int64
 
 	// noSync skips syncfs and fsync, which fuzzing cannot afford.
 	noSync bool
@@ -52,10 +56,11 @@ type ExtractOptions struct {
 	limits limits
 }
 
-// Empty reports whether dir holds nothing but lost+found and names of
-// snapshot-job's own (a lock file, staging directories, entries set
-// aside). A missing dir is empty.
-func Empty(dir string) (bool, error) {
+// TargetEmpty reports whether the restore target dir holds nothing but
+// lost+found and names of snapshot-job's own (a lock file, staging
+// directories, entries set aside): what a restore without Overwrite
+// needs. A missing dir is empty.
+func TargetEmpty(dir string) (bool, error) {
 	f, err := os.Open(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
@@ -175,8 +180,8 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		abort()
 		return Stats{}, fmt.Errorf("%w: %s: %w", ErrTarget, filepath.Join(dir, staging), err)
 	}
-	x.w = newFileWriter()
-	st, info, err := readArchive(ctx, r, opts.Concurrency, log, opts.limits, x.entry)
+	x.w = newFileWriter(opts.Progress)
+	st, info, err := readArchive(ctx, r, opts.Concurrency, log, opts.limits, nil, x.entry)
 	// Every file must be written and closed before the staging
 	// directory is moved or removed.
 	if werr := x.w.wait(); err == nil {

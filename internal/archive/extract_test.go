@@ -27,7 +27,7 @@ func TestSkippedTypeWithBody(t *testing.T) {
 			raw := slices.Concat(file, testenv.RawHeader("special", typ, int64(len(body))), testenv.Padded(body), make([]byte, 1024))
 			data := testenv.Zst(t, raw)
 			log, buf := logBuffer()
-			st, err := Verify(t.Context(), bytes.NewReader(data), 0, log)
+			st, err := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{Logger: log})
 			if err != nil || st.Files != 1 || st.Skipped != 1 || !strings.Contains(buf.String(), "skipped an entry of a type that is never restored") {
 				t.Fatalf("type %c: Verify %+v %v\n%s", typ, st, err, buf)
 			}
@@ -83,7 +83,7 @@ func TestNamesNeverRestored(t *testing.T) {
 		testenv.File("node/f", "kept"),
 	)
 	vlog, vbuf := logBuffer()
-	vst, err := Verify(t.Context(), bytes.NewReader(data), 0, vlog)
+	vst, err := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{Logger: vlog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,17 +125,17 @@ func TestEmptyIgnoresReservedNames(t *testing.T) {
 	for _, n := range []string{"lost+found", ".snapshot-job-lock", StagingPrefix + "x", ReservedPrefix + "aside-x-1"} {
 		os.Mkdir(filepath.Join(dir, n), 0o700)
 	}
-	if ok, err := Empty(dir); !ok || err != nil {
+	if ok, err := TargetEmpty(dir); !ok || err != nil {
 		t.Fatalf("Empty = %v, %v", ok, err)
 	}
 	os.Mkdir(filepath.Join(dir, "node-1"), 0o700)
-	if ok, err := Empty(dir); ok || err != nil {
+	if ok, err := TargetEmpty(dir); ok || err != nil {
 		t.Fatalf("Empty = %v, %v", ok, err)
 	}
 	f := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(f, nil, 0o644)
-	if _, err := Empty(f); !errors.Is(err, ErrTarget) {
-		t.Fatalf("Empty(file) err = %v", err)
+	if _, err := TargetEmpty(f); !errors.Is(err, ErrTarget) {
+		t.Fatalf("TargetEmpty(file) err = %v", err)
 	}
 	_ = fs.ErrNotExist
 }

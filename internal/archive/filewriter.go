@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // fileWriter writes file contents on its own goroutine, so that
@@ -15,9 +16,10 @@ import (
 // (set length, owner, mode, close, times). The first error stops all
 // further writing; every file is still closed.
 type fileWriter struct {
-	ops  chan writeOp
-	free chan []byte
-	done chan struct{}
+	ops      chan writeOp
+	free     chan []byte
+	done     chan struct{}
+	progress *atomic.Int64 // content bytes written; nil: not counted
 
 	mu  sync.Mutex
 	err error
@@ -36,11 +38,12 @@ const (
 	chunks    = 4
 )
 
-func newFileWriter() *fileWriter {
+func newFileWriter(progress *atomic.Int64) *fileWriter {
 	w := &fileWriter{
-		ops:  make(chan writeOp, chunks),
-		free: make(chan []byte, chunks),
-		done: make(chan struct{}),
+		ops:      make(chan writeOp, chunks),
+		free:     make(chan []byte, chunks),
+		done:     make(chan struct{}),
+		progress: progress,
 	}
 	for range chunks {
 		w.free <- make([]byte, chunkSize)
@@ -64,6 +67,9 @@ func (w *fileWriter) run() {
 		case op.chunk != nil:
 			if !failed {
 				err = writeChunk(op.f, op.name, op.chunk)
+				if err == nil && w.progress != nil {
+					w.progress.Add(int64(len(op.chunk)))
+				}
 			}
 			w.free <- op.chunk[:cap(op.chunk)]
 		case failed:

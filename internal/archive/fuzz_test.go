@@ -67,7 +67,7 @@ func checkExtract(t *testing.T, data []byte) {
 	if err := os.WriteFile(outside, []byte("untouched"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, verr := Verify(t.Context(), bytes.NewReader(data), 1, nil)
+	_, verr := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{Concurrency: 1})
 	_, xerr := Extract(t.Context(), bytes.NewReader(data), target, ExtractOptions{Concurrency: 1, noSync: true, Token: "t1"})
 	for _, err := range []error{verr, xerr} {
 		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrUnsafe) && !errors.Is(err, ErrTarget) {

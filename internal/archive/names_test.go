@@ -163,7 +163,7 @@ func TestVerifyRefusesWhatRestoreRefuses(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			lim := limits{maxNames: 1 << 20, maxImplied: 500, maxDirBytes: 1 << 20}
-			_, verr := verify(t.Context(), bytes.NewReader(data), 0, nil, lim)
+			_, verr := verify(t.Context(), bytes.NewReader(data), VerifyOptions{}, lim)
 			parent := t.TempDir()
 			_, xerr := Extract(t.Context(), bytes.NewReader(data), filepath.Join(parent, "r"), ExtractOptions{Token: "t1", limits: lim})
 			if verr == nil || xerr == nil || !errors.Is(verr, ErrCorrupt) || verr.Error() != xerr.Error() {
@@ -199,7 +199,7 @@ func TestSparseEntriesBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = Verify(t.Context(), bytes.NewReader(testenv.Zst(t, out)), 0, nil)
+		_, err = Verify(t.Context(), bytes.NewReader(testenv.Zst(t, out)), VerifyOptions{})
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "MaxSparseSize") {
 			t.Errorf("%s: err = %v", format, err)
 		}
@@ -208,7 +208,7 @@ func TestSparseEntriesBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(t.Context(), bytes.NewReader(testenv.Zst(t, out)), 0, nil); err != nil {
+	if _, err := Verify(t.Context(), bytes.NewReader(testenv.Zst(t, out)), VerifyOptions{}); err != nil {
 		t.Errorf("a 4 GiB sparse file: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -38,8 +39,9 @@ const maxSkipWarnings = 20
 // frame boundary is corrupt, not short.
 //
 // Errors from r are returned as they are (they are the store's); all
-// other decoding problems wrap ErrCorrupt or ErrUnsafe.
-func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits, fn entryFunc) (Stats, streamInfo, error) {
+// other decoding problems wrap ErrCorrupt or ErrUnsafe. progress, if set,
+// is advanced by the content bytes read.
+func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits, progress *atomic.Int64, fn entryFunc) (Stats, streamInfo, error) {
 	var st Stats
 	var info streamInfo
 	src := &sourceReader{r: r}
@@ -93,7 +95,7 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		if err != nil {
 			return fail(err)
 		}
-		body := &bodyReader{r: tr}
+		body := &bodyReader{r: tr, progress: progress}
 		switch vd.act {
 		case actRestore:
 			switch h.Typeflag {
@@ -196,11 +198,18 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 // has whenever it returned an error or EOF to us.
 func (s *sourceReader) failure() error { return s.err }
 
-// bodyReader classifies errors met while reading an entry's content.
-type bodyReader struct{ r io.Reader }
+// bodyReader classifies errors met while reading an entry's content, and
+// counts it.
+type bodyReader struct {
+	r        io.Reader
+	progress *atomic.Int64
+}
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	if n > 0 && b.progress != nil {
+		b.progress.Add(int64(n))
+	}
 	if err != nil && err != io.EOF {
 		err = corrupt(err)
 	}

@@ -18,7 +18,8 @@ import (
 // without read-ahead and 4.33 s with one that walked the tree a second
 // time (medians of 3); following the archiver's own walk instead, 5.52 s
 // → 4.52 s, CPU 4.2 → 3.3 s (medians of 12 alternating runs on a loaded
-// machine, `gendata -events DIR 50000`). The 1 GiB pcap-like bench
+// machine, `gendata -events DIR 50000`); on a quiet one (load 0.4),
+// 2.75 s → 1.99 s, CPU 3.8 → 2.8 s. The 1 GiB pcap-like bench
 // dataset is bound by compression: 4.37 s without read-ahead, 3.80 s
 // with, no difference between the two read-aheads. The window costs at
 // most readAheadFiles × readAheadBytes of page cache, which the kernel

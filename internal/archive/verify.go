@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 )
 
 // ErrUnverifiable: the stream decoded and every rule held, but some of
@@ -19,22 +20,34 @@ type unverifiable struct{}
 func (unverifiable) Error() string        { return "archive cannot be verified" }
 func (unverifiable) Is(target error) bool { return target == ErrCorrupt }
 
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// Concurrency is the number of decompression goroutines; 0 means
+	// GOMAXPROCS.
+	Concurrency int
+	// Logger receives warnings about entries a restore would skip.
+	Logger *slog.Logger
+	// Progress, if set, is advanced by the content bytes checked.
+	Progress *atomic.Int64
+}
+
 // Verify reads the tar+zstd stream r to its end without writing anything:
 // every frame checksum, every header, the end marker, and the same rules
 // Extract applies, with the same messages. A stream that passes restores
 // (unless the target itself cannot take it). A stream in which a frame
 // has no checksum fails with ErrUnverifiable after everything else was
 // checked.
-func Verify(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger) (Stats, error) {
-	return verify(ctx, r, concurrency, log, limits{})
+func Verify(ctx context.Context, r io.Reader, opts VerifyOptions) (Stats, error) {
+	return verify(ctx, r, opts, limits{})
 }
 
-func verify(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits) (Stats, error) {
+func verify(ctx context.Context, r io.Reader, opts VerifyOptions, lim limits) (Stats, error) {
+	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	// readArchive drains every body itself.
-	st, info, err := readArchive(ctx, r, concurrency, log, lim, func(*tar.Header, string, io.Reader) error { return nil })
+	st, info, err := readArchive(ctx, r, opts.Concurrency, log, lim, opts.Progress, func(*tar.Header, string, io.Reader) error { return nil })
 	if err != nil {
 		return st, err
 	}

@@ -298,7 +298,7 @@ func TestWriteBeforeEnd(t *testing.T) {
 	if calls != 1 || seen.Bytes != st.Bytes {
 		t.Fatalf("BeforeEnd called %d times, after %d of %d bytes", calls, seen.Bytes, st.Bytes)
 	}
-	if _, err := Verify(t.Context(), bytes.NewReader(full), 0, nil); err != nil {
+	if _, err := Verify(t.Context(), bytes.NewReader(full), VerifyOptions{}); err != nil {
 		t.Fatalf("complete stream: %v", err)
 	}
 
@@ -318,7 +318,7 @@ func TestWriteBeforeEnd(t *testing.T) {
 	if bytes.HasSuffix(plain, make([]byte, 1024)) {
 		t.Error("the aborted stream ends with a tar end marker")
 	}
-	if _, err := Verify(t.Context(), bytes.NewReader(out.Bytes()), 0, nil); !errors.Is(err, ErrCorrupt) {
+	if _, err := Verify(t.Context(), bytes.NewReader(out.Bytes()), VerifyOptions{}); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Verify of the aborted stream: %v, want ErrCorrupt", err)
 	}
 }
@@ -360,7 +360,7 @@ func TestWriteDeeperThanPathMax(t *testing.T) {
 	if bound := before + dt.Depth + 148; peak > bound {
 		t.Errorf("%d files open at the peak, %d before; the bound is one per level (%d) plus 148", peak, before, dt.Depth)
 	}
-	if _, err := Verify(t.Context(), bytes.NewReader(data), 0, nil); err != nil {
+	if _, err := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{}); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	tree := testenv.ReadTree(t, src, nil)
@@ -446,7 +446,7 @@ func TestWriteEntriesReplacedDuringWalk(t *testing.T) {
 		os.WriteFile(filepath.Join(src, p), []byte(p), 0o644)
 	}
 	log, buf := logBuffer()
-	data, st := archiveOf(t, src, WriteOptions{Logger: log, noReadAhead: true,
+	data, st := archiveOf(t, src, WriteOptions{Logger: log, hint: func(string) {}, // no read-ahead
 		openedDir: func(rel string) {
 			if rel == "a" { // the root and a are listed; b and c are not opened yet
 				os.Rename(filepath.Join(src, "b"), filepath.Join(outside, "b"))

@@ -43,16 +43,16 @@ type WriteOptions struct {
 	// takes it for a complete snapshot and a store does not complete it.
 	BeforeEnd func() error
 
-	// Test hooks: change a file before it is opened, or between its
-	// header and its content, as live captures and rotations do.
+	// Test hooks, for what a live volume does at random moments and a
+	// test must do at one exact moment: change a file before it is
+	// opened, or between its header and its content, as captures and
+	// rotations do; see what the read-ahead hints instead of hinting it
+	// (a no-op hint is no read-ahead); count the directories the walk
+	// opens, which no system interface reports for one walk.
 	beforeOpen  func(rel string)
 	afterHeader func(rel string)
-	// noReadAhead turns the read-ahead off, to measure what it buys.
-	noReadAhead bool
-	// hint replaces the read-ahead's hint (tests see what it hints).
-	hint func(rel string)
-	// openedDir is called each time the walk opens a directory.
-	openedDir func(rel string)
+	hint        func(rel string)
+	openedDir   func(rel string)
 }
 
 // Scan walks dir by the rules of Write with opts (the symlinked root,
@@ -132,13 +132,9 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		before:   opts.beforeOpen,
 		after:    opts.afterHeader,
 	}
-	var hint func(*entry)
-	switch {
-	case opts.noReadAhead:
-	case opts.hint != nil:
+	hint := hintFile
+	if opts.hint != nil {
 		hint = func(e *entry) { opts.hint(e.rel) }
-	default:
-		hint = hintFile
 	}
 	p := startPipeline(ctx, root, ex, walkOptions{openedDir: opts.openedDir}, hint)
 	err = aw.consume(ctx, p)
@@ -385,6 +381,15 @@ func header(st *unix.Stat_t, name string, typ byte) *tar.Header {
 		h.Size = st.Size
 	}
 	return h
+}
+
+// EstimateSize is an upper estimate of the stream Write makes of a tree
+// that Scan counted as s: the content, a header block and a PAX block
+// per entry plus padding, and zstd's worst-case growth on incompressible
+// data. Stores size their parts from it before the stream starts.
+func EstimateSize(s Stats) int64 {
+	tar := s.Bytes + (s.Entries()+s.Skipped)*1536 + 1024
+	return tar + tar/64 + 1<<20
 }
 
 // FrameSize is the size of the zstd frames Write makes at level (a key of

@@ -120,7 +120,7 @@ func TestVerifyUnverifiable(t *testing.T) {
 	bad := bytes.Clone(good)
 	bad[len(bad)/2] ^= 0x40
 	for name, data := range map[string][]byte{"intact": good, "damaged": bad} {
-		_, err := Verify(t.Context(), bytes.NewReader(data), 0, nil)
+		_, err := Verify(t.Context(), bytes.NewReader(data), VerifyOptions{})
 		if !errors.Is(err, ErrUnverifiable) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "4 of its 4 zstd frames carry no content checksum") {
 			t.Errorf("%s: err = %v", name, err)
 		}
@@ -136,7 +136,7 @@ func TestVerifyUnverifiable(t *testing.T) {
 	// A stream whose every frame has its checksum, plus the seek table
 	// of the seekable format in a skippable frame, verifies.
 	withTable := append(testenv.Zst(t, tarData), testenv.SkippableFrame(make([]byte, 40))...)
-	if _, err := Verify(t.Context(), bytes.NewReader(withTable), 0, nil); err != nil {
+	if _, err := Verify(t.Context(), bytes.NewReader(withTable), VerifyOptions{}); err != nil {
 		t.Errorf("with a skippable frame: %v", err)
 	}
 }

@@ -2,10 +2,13 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
 
 func TestKnownVariablesCoverContract(t *testing.T) {
@@ -100,8 +103,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 	} {
 		setenv(t, tc.env...)
 		_, _, err := Load()
-		if !errors.Is(err, ErrInvalid) {
-			t.Errorf("%v: err = %v, want ErrInvalid", tc.env, err)
+		if !errors.Is(err, setting.ErrInvalid) {
+			t.Errorf("%v: err = %v, want setting.ErrInvalid", tc.env, err)
 			continue
 		}
 		for _, w := range tc.want {
@@ -134,7 +137,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{
-		fmtSprint("%v", c), fmtSprint("%+v", c), fmtSprint("%#v", c), fmtSprint("%s", c.S3.SecretKey),
+		fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), fmt.Sprintf("%s", c.S3.SecretKey),
 	} {
 		if strings.Contains(s, "hunter2") || strings.Contains(s, "AKIAEXAMPLE") {
 			t.Errorf("secret printed: %s", s)
@@ -189,7 +192,7 @@ func TestProviderDetection(t *testing.T) {
 		if c.Provider != tc.provider || c.ProviderDetected != tc.detected {
 			t.Errorf("%q: provider %q (detected %v), want %q (%v)", tc.env, c.Provider, c.ProviderDetected, tc.provider, tc.detected)
 		}
-		if (tc.provider == "") != errors.Is(err, ErrInvalid) {
+		if (tc.provider == "") != errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("%q: err = %v", tc.env, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 )
 
@@ -20,11 +21,11 @@ func loadWith(t *testing.T, kv ...string) (Config, error) {
 	return c, err
 }
 
-// wantProblem fails unless err is ErrInvalid mentioning every word.
+// wantProblem fails unless err is setting.ErrInvalid mentioning every word.
 func wantProblem(t *testing.T, what string, err error, words ...string) {
 	t.Helper()
-	if !errors.Is(err, ErrInvalid) {
-		t.Errorf("%s: err = %v, want ErrInvalid", what, err)
+	if !errors.Is(err, setting.ErrInvalid) {
+		t.Errorf("%s: err = %v, want setting.ErrInvalid", what, err)
 		return
 	}
 	for _, w := range words {

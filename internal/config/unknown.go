@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
 
 // KnownVariables lists every variable the job reads, in declaration order.
@@ -16,7 +18,7 @@ func KnownVariables() []string {
 	tw := tabwriter.NewWriter(&buf, 0, 0, 0, ' ', 0)
 	// envconfig knows the names; its usage template is the supported way
 	// to get them out.
-	_ = envconfig.Usagef(Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\n{{end}}")
+	_ = envconfig.Usagef(setting.Prefix, &Config{}, tw, "{{range .}}{{usage_key .}}\n{{end}}")
 	_ = tw.Flush()
 	return strings.Fields(buf.String())
 }
@@ -26,7 +28,7 @@ func KnownVariables() []string {
 // its dry run, what a restore does about a missing snapshot or a full
 // target). A misspelt safety setting stops the run.
 func isSafety(name string) bool {
-	return strings.HasPrefix(name, Prefix+"_RETENTION_") || strings.HasPrefix(name, Prefix+"_RESTORE_IF_")
+	return strings.HasPrefix(name, setting.Prefix+"_RETENTION_") || strings.HasPrefix(name, setting.Prefix+"_RESTORE_IF_")
 }
 
 // notInThisVersion are variables of the contract this build does not
@@ -35,16 +37,16 @@ func isSafety(name string) bool {
 // for, the reason is given and the run stops as for a misspelt safety
 // setting. A name stops mattering here once a Config field reads it.
 var notInThisVersion = map[string]string{
-	Prefix + "_GCS_BUCKET":              "",
-	Prefix + "_GCS_PROJECT":             "",
-	Prefix + "_GCS_CREDENTIALS_JSON":    "",
-	Prefix + "_GCS_ENDPOINT":            "",
-	Prefix + "_ENCRYPTION_IDENTITY":     "",
-	Prefix + "_METRICS_PUSHGATEWAY_URL": "",
-	Prefix + "_ENCRYPTION_RECIPIENTS":   "backups would be stored unencrypted",
-	Prefix + "_AWS_OBJECT_LOCK_MODE":    "snapshots would be stored without Object Lock",
-	Prefix + "_AWS_OBJECT_LOCK_DAYS":    "snapshots would be stored without Object Lock",
-	Prefix + "_RESTORE_PATHS":           "a restore would extract the whole snapshot",
+	setting.Prefix + "_GCS_BUCKET":              "",
+	setting.Prefix + "_GCS_PROJECT":             "",
+	setting.Prefix + "_GCS_CREDENTIALS_JSON":    "",
+	setting.Prefix + "_GCS_ENDPOINT":            "",
+	setting.Prefix + "_ENCRYPTION_IDENTITY":     "",
+	setting.Prefix + "_METRICS_PUSHGATEWAY_URL": "",
+	setting.Prefix + "_ENCRYPTION_RECIPIENTS":   "backups would be stored unencrypted",
+	setting.Prefix + "_AWS_OBJECT_LOCK_MODE":    "snapshots would be stored without Object Lock",
+	setting.Prefix + "_AWS_OBJECT_LOCK_DAYS":    "snapshots would be stored without Object Lock",
+	setting.Prefix + "_RESTORE_PATHS":           "a restore would extract the whole snapshot",
 }
 
 // UnknownVariables checks the SNAPSHOT_* names of environ (os.Environ's
@@ -59,7 +61,7 @@ func UnknownVariables(environ []string, allowUnknown bool) (warnings, problems [
 	var names []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(strings.ToUpper(k), Prefix+"_") && !slices.Contains(known, k) {
+		if strings.HasPrefix(strings.ToUpper(k), setting.Prefix+"_") && !slices.Contains(known, k) {
 			names = append(names, k)
 		}
 	}
@@ -101,12 +103,12 @@ func UnknownVariables(environ []string, allowUnknown bool) (warnings, problems [
 // (SNAPSHOT_DRY_RUN for SNAPSHOT_RETENTION_DRY_RUN). A name that is merely
 // the least far of all is no typo: it must not stop a run.
 func nearest(k string, known []string) (string, bool) {
-	rest := strings.TrimPrefix(strings.ToUpper(k), Prefix+"_")
+	rest := strings.TrimPrefix(strings.ToUpper(k), setting.Prefix+"_")
 	best, dist := "", 1<<30
 	for _, n := range known {
 		// On a tie a safety setting wins: stopping on a typo is the
 		// cheaper mistake.
-		if d := editDistance(rest, strings.TrimPrefix(n, Prefix+"_")); d < dist || d == dist && isSafety(n) && !isSafety(best) {
+		if d := editDistance(rest, strings.TrimPrefix(n, setting.Prefix+"_")); d < dist || d == dist && isSafety(n) && !isSafety(best) {
 			best, dist = n, d
 		}
 	}

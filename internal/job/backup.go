@@ -13,7 +13,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
@@ -59,14 +59,14 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	}
 	// A plan that cannot fit is a configuration error, found without
 	// the network.
-	hint := sizeHint(scan)
+	estimate := archive.EstimateSize(scan)
 	var plan Plan
-	if r.SizeKnown != nil {
-		if plan, err = r.SizeKnown(hint); err != nil {
+	if r.PlanMemory != nil {
+		if plan, err = r.PlanMemory(estimate); err != nil {
 			return res, err
 		}
 	}
-	if err := r.Store.Check(ctx, upload.Write); err != nil {
+	if err := r.Store.Check(ctx, store.Write); err != nil {
 		return res, err
 	}
 	res.Key = snapname.Key(c.Prefix, c.Name, start)
@@ -91,9 +91,10 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 		pw.CloseWithError(err)
 		archived <- err
 	}()
-	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes, &read, &stored)
-	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, upload.PutOptions{
-		SizeHint:    hint,
+	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "backup", scan.Bytes,
+		meter{"read_bytes", &read}, meter{"stored_bytes", &stored})
+	n, putErr := r.Store.Put(ctx, res.Key, counter{pr, &stored}, store.PutOptions{
+		SizeHint:    estimate,
 		Concurrency: plan.PartsInFlight,
 		PartSize:    plan.PartSize,
 		Metadata: map[string]string{
@@ -119,7 +120,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("storing %s: %w", res.Key, putErr)
 	}
 	res.Outcome = "stored"
-	res.Bytes, res.SourceBytes, res.Entries = n, st.Bytes, st.Entries()
+	res.ObjectBytes, res.SourceBytes, res.Entries = n, st.Bytes, st.Entries()
 	elapsed := time.Since(start)
 	r.Log.Info("snapshot stored", "key", res.Key, "bytes", n, "source_bytes", st.Bytes,
 		"entries", st.Entries(), "skipped", st.Skipped, "changed_while_read", st.Changed,
@@ -140,14 +141,6 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 		}
 	}
 	return res, nil
-}
-
-// sizeHint is an upper estimate of the compressed stream: content, a
-// header block and a PAX block per entry plus padding, and zstd's
-// worst-case growth on incompressible data.
-func sizeHint(s archive.Stats) int64 {
-	tar := s.Bytes + (s.Entries()+s.Skipped)*1536 + 1024
-	return tar + tar/64 + 1<<20
 }
 
 func ratio(src, stored int64) float64 {

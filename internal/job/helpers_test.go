@@ -1,25 +1,18 @@
 package job
 
 import (
-	"bytes"
 	"testing"
 
-	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/store"
+	"github.com/snapshot-job/snapshot-job/internal/store/file"
 )
 
-func mustScan(t *testing.T, dir string) archive.Stats {
+// fileStore is a file store rooted at dir.
+func fileStore(t *testing.T, dir string) *file.Store {
 	t.Helper()
-	st, err := archive.Scan(t.Context(), dir, archive.WriteOptions{})
+	s, err := file.New(t.Context(), file.Config{Dir: dir}, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
-}
-
-func mustWrite(t *testing.T, buf *bytes.Buffer, dir string) int64 {
-	t.Helper()
-	if _, err := archive.Write(t.Context(), buf, dir, archive.WriteOptions{Level: "fastest"}); err != nil {
-		t.Fatal(err)
-	}
-	return int64(buf.Len())
+	return s
 }

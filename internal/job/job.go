@@ -14,7 +14,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // Error kinds of the verbs themselves.
@@ -35,18 +35,18 @@ var (
 // Runner runs one verb.
 type Runner struct {
 	Config  config.Config
-	Store   upload.Store
+	Store   store.Store
 	Log     *slog.Logger
 	Stdout  io.Writer // list output
 	Version string
 	// Now is the clock; the run's start time names the snapshot and
 	// anchors retention.
 	Now func() time.Time
-	// SizeKnown, if set, is told the upper estimate of the bytes a backup
-	// will store, once the source has been scanned and before anything is
-	// stored. It returns the memory plan for that size; an error (the plan
-	// does not fit) fails the backup.
-	SizeKnown func(sizeHint int64) (Plan, error)
+	// PlanMemory, if set, plans a backup's memory for an upper estimate
+	// of the bytes it will store, once the source has been scanned and
+	// before anything is stored. An error (the plan does not fit) fails
+	// the backup.
+	PlanMemory func(estimate int64) (Plan, error)
 	// Exclude lists directories a backup leaves out of the snapshot
 	// (archive.WriteOptions.Exclude): the file store's own, when it lies
 	// inside the source.
@@ -57,19 +57,24 @@ type Runner struct {
 // within the memory limit. Zero fields keep the store's and the
 // archive's defaults.
 type Plan struct {
-	PartsInFlight int   // upload.PutOptions.Concurrency
-	PartSize      int64 // upload.PutOptions.PartSize
+	PartsInFlight int   // store.PutOptions.Concurrency
+	PartSize      int64 // store.PutOptions.PartSize
 	Workers       int   // archive.WriteOptions.Concurrency
 }
 
 // Result is what a verb did, for the summary log line and the
-// termination message.
+// termination message. The JSON names are the termination message's,
+// which operators and scripts read.
 type Result struct {
-	Verb        string   `json:"verb"`
-	Outcome     string   `json:"outcome"`
-	Key         string   `json:"key,omitempty"`
-	Bytes       int64    `json:"bytes,omitempty"`        // compressed bytes stored or read
-	SourceBytes int64    `json:"source_bytes,omitempty"` // file content bytes archived or restored
+	Verb    string `json:"verb"`
+	Outcome string `json:"outcome"`
+	Key     string `json:"key,omitempty"`
+	// ObjectBytes are the bytes of the stored object: stored (backup),
+	// read (restore, verify), or of all snapshots listed (list).
+	ObjectBytes int64 `json:"bytes,omitempty"`
+	// SourceBytes are the content bytes of the tree's files: archived,
+	// restored or checked.
+	SourceBytes int64    `json:"source_bytes,omitempty"`
 	Entries     int64    `json:"entries,omitempty"`
 	Deleted     []string `json:"deleted,omitempty"`
 	Seconds     float64  `json:"seconds"`
@@ -83,19 +88,19 @@ func (r *Runner) now() time.Time {
 }
 
 // snapshots lists this job's snapshots under the prefix, newest first.
-func (r *Runner) snapshots(ctx context.Context) ([]upload.Object, error) {
+func (r *Runner) snapshots(ctx context.Context) ([]store.Object, error) {
 	objs, err := r.Store.List(ctx, r.Config.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	var out []upload.Object
+	var out []store.Object
 	for _, o := range objs {
 		if _, ok := snapname.Parse(r.Config.Prefix, r.Config.Name, o.Key); ok {
 			out = append(out, o)
 		}
 	}
 	// The names sort by time: same prefix, same name, fixed-width stamp.
-	slices.SortFunc(out, func(a, b upload.Object) int {
+	slices.SortFunc(out, func(a, b store.Object) int {
 		switch {
 		case a.Key > b.Key:
 			return -1
@@ -124,13 +129,13 @@ func (r *Runner) resolve(ctx context.Context) (string, error) {
 }
 
 // open resolves and opens the snapshot to read.
-func (r *Runner) open(ctx context.Context) (io.ReadCloser, upload.Object, error) {
+func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) {
 	key, err := r.resolve(ctx)
 	if err != nil {
-		return nil, upload.Object{}, err
+		return nil, store.Object{}, err
 	}
 	rc, obj, err := r.Store.Get(ctx, key)
-	if errors.Is(err, upload.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) {
 		if r.Config.Restore.Key != "latest" {
 			return nil, obj, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
 		}

@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
-	"github.com/snapshot-job/snapshot-job/internal/upload/file"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // faultyStore injects failures into a real file store.
 type faultyStore struct {
-	upload.Store
+	store.Store
 	deleteErr error
 	putErr    error
 }
@@ -33,7 +33,7 @@ func (f faultyStore) Delete(ctx context.Context, keys []string) error {
 	return f.Store.Delete(ctx, keys)
 }
 
-func (f faultyStore) Put(ctx context.Context, key string, r io.Reader, o upload.PutOptions) (int64, error) {
+func (f faultyStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) (int64, error) {
 	if f.putErr != nil {
 		// Read a little, as a real upload would, then fail.
 		io.CopyN(io.Discard, r, 1000)
@@ -42,7 +42,7 @@ func (f faultyStore) Put(ctx context.Context, key string, r io.Reader, o upload.
 	return f.Store.Put(ctx, key, r, o)
 }
 
-func testRunner(t *testing.T, store upload.Store) (*Runner, *bytes.Buffer) {
+func testRunner(t *testing.T, store store.Store) (*Runner, *bytes.Buffer) {
 	t.Helper()
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "a.pcap"), bytes.Repeat([]byte("pcap"), 100000), 0o644)
@@ -50,7 +50,7 @@ func testRunner(t *testing.T, store upload.Store) (*Runner, *bytes.Buffer) {
 	return &Runner{
 		Config: config.Config{
 			Provider: "file", Prefix: "snaps/", Name: "snap", SourceDir: src, CompressionLevel: "fastest",
-			ProgressInterval: config.Duration(time.Hour),
+			ProgressInterval: setting.Duration(time.Hour),
 			Restore:          config.Restore{Key: "latest", IfMissing: "fail", IfNotEmpty: "fail"},
 		},
 		Store:  store,
@@ -62,14 +62,14 @@ func testRunner(t *testing.T, store upload.Store) (*Runner, *bytes.Buffer) {
 
 func TestPruneFailureAfterStoredBackup(t *testing.T) {
 	dir := t.TempDir()
-	base := file.New(dir, nil)
-	boom := fmt.Errorf("%w: delete denied", upload.ErrAccess)
+	base := fileStore(t, dir)
+	boom := fmt.Errorf("%w: delete denied", store.ErrAccess)
 	r, _ := testRunner(t, faultyStore{Store: base, deleteErr: boom})
 	r.Config.Retention.KeepLast = 1
 	os.MkdirAll(filepath.Join(dir, "snaps"), 0o755)
 	os.WriteFile(filepath.Join(dir, "snaps", "snap-20200101T000000Z.tar.zst"), []byte("old"), 0o644)
 	res, err := r.Backup(t.Context())
-	if !errors.Is(err, ErrPrune) || !errors.Is(err, upload.ErrAccess) {
+	if !errors.Is(err, ErrPrune) || !errors.Is(err, store.ErrAccess) {
 		t.Fatalf("err = %v, want ErrPrune wrapping the store's error", err)
 	}
 	if !strings.Contains(err.Error(), "snaps/snap-20261126T030000Z.tar.zst is stored and safe") {
@@ -84,17 +84,17 @@ func TestPruneFailureAfterStoredBackup(t *testing.T) {
 }
 
 func TestStoreFailureIsReported(t *testing.T) {
-	boom := fmt.Errorf("%w: connection reset", upload.ErrTransfer)
-	r, _ := testRunner(t, faultyStore{Store: file.New(t.TempDir(), nil), putErr: boom})
+	boom := fmt.Errorf("%w: connection reset", store.ErrTransfer)
+	r, _ := testRunner(t, faultyStore{Store: fileStore(t, t.TempDir()), putErr: boom})
 	_, err := r.Backup(t.Context())
-	if !errors.Is(err, upload.ErrTransfer) {
+	if !errors.Is(err, store.ErrTransfer) {
 		t.Fatalf("err = %v, want the store's error", err)
 	}
 }
 
 func TestRestoreLatestPicksNewest(t *testing.T) {
 	dir := t.TempDir()
-	r, _ := testRunner(t, file.New(dir, nil))
+	r, _ := testRunner(t, fileStore(t, dir))
 	for _, k := range []string{"snaps/snap-20261125T000000Z.tar.zst", "snaps/snap-20261126T000000Z.tar.zst", "snaps/snap-20261124T000000Z.tar.zst", "snaps/snap-20991231T000000Z.tar.zst.bak"} {
 		os.MkdirAll(filepath.Join(dir, "snaps"), 0o755)
 		os.WriteFile(filepath.Join(dir, k), nil, 0o644)
@@ -105,30 +105,20 @@ func TestRestoreLatestPicksNewest(t *testing.T) {
 	}
 }
 
-func TestSizeHintIsAnUpperBound(t *testing.T) {
-	r, _ := testRunner(t, nil)
-	var buf bytes.Buffer
-	st := mustScan(t, r.Config.SourceDir)
-	n := mustWrite(t, &buf, r.Config.SourceDir)
-	if hint := sizeHint(st); hint < n {
-		t.Fatalf("hint %d < archive %d", hint, n)
-	}
-}
-
 // recordingStore remembers the options of each Put and the access of
 // each Check.
 type recordingStore struct {
-	upload.Store
-	puts   []upload.PutOptions
-	checks []upload.Access
+	store.Store
+	puts   []store.PutOptions
+	checks []store.Access
 }
 
-func (s *recordingStore) Put(ctx context.Context, key string, r io.Reader, o upload.PutOptions) (int64, error) {
+func (s *recordingStore) Put(ctx context.Context, key string, r io.Reader, o store.PutOptions) (int64, error) {
 	s.puts = append(s.puts, o)
 	return s.Store.Put(ctx, key, r, o)
 }
 
-func (s *recordingStore) Check(ctx context.Context, a upload.Access) error {
+func (s *recordingStore) Check(ctx context.Context, a store.Access) error {
 	s.checks = append(s.checks, a)
 	return s.Store.Check(ctx, a)
 }
@@ -136,10 +126,10 @@ func (s *recordingStore) Check(ctx context.Context, a upload.Access) error {
 // The memory plan made from the size estimate reaches the store; a plan
 // that cannot fit stops the backup before the store is touched.
 func TestBackupFollowsThePlan(t *testing.T) {
-	st := &recordingStore{Store: file.New(t.TempDir(), nil)}
+	st := &recordingStore{Store: fileStore(t, t.TempDir())}
 	r, _ := testRunner(t, st)
 	var estimate int64
-	r.SizeKnown = func(hint int64) (Plan, error) {
+	r.PlanMemory = func(hint int64) (Plan, error) {
 		estimate = hint
 		return Plan{PartsInFlight: 2, PartSize: 32 << 20, Workers: 1}, nil
 	}
@@ -149,14 +139,14 @@ func TestBackupFollowsThePlan(t *testing.T) {
 	if len(st.puts) != 1 || st.puts[0].Concurrency != 2 || st.puts[0].PartSize != 32<<20 || st.puts[0].SizeHint != estimate || estimate <= 0 {
 		t.Errorf("Put options %+v, estimate %d", st.puts, estimate)
 	}
-	if len(st.checks) != 1 || st.checks[0] != upload.Write {
+	if len(st.checks) != 1 || st.checks[0] != store.Write {
 		t.Errorf("checks %v, want one for write", st.checks)
 	}
 
-	refused := fmt.Errorf("%w: does not fit", config.ErrInvalid)
-	st = &recordingStore{Store: file.New(t.TempDir(), nil)}
+	refused := fmt.Errorf("%w: does not fit", setting.ErrInvalid)
+	st = &recordingStore{Store: fileStore(t, t.TempDir())}
 	r, _ = testRunner(t, st)
-	r.SizeKnown = func(int64) (Plan, error) { return Plan{}, refused }
+	r.PlanMemory = func(int64) (Plan, error) { return Plan{}, refused }
 	if _, err := r.Backup(t.Context()); !errors.Is(err, refused) {
 		t.Fatalf("err = %v, want the plan's", err)
 	}
@@ -168,7 +158,7 @@ func TestBackupFollowsThePlan(t *testing.T) {
 // Reading verbs check for read access only.
 func TestReadingVerbsCheckRead(t *testing.T) {
 	dir := t.TempDir()
-	st := &recordingStore{Store: file.New(dir, nil)}
+	st := &recordingStore{Store: fileStore(t, dir)}
 	r, _ := testRunner(t, st)
 	if _, err := r.Backup(t.Context()); err != nil {
 		t.Fatal(err)
@@ -182,7 +172,7 @@ func TestReadingVerbsCheckRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if want := []upload.Access{upload.Read, upload.Read, upload.Read}; !slices.Equal(st.checks, want) {
+	if want := []store.Access{store.Read, store.Read, store.Read}; !slices.Equal(st.checks, want) {
 		t.Errorf("checks %v, want %v", st.checks, want)
 	}
 	st.checks = nil
@@ -190,7 +180,7 @@ func TestReadingVerbsCheckRead(t *testing.T) {
 	if _, err := r.Prune(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(st.checks, []upload.Access{upload.Write}) {
+	if !slices.Equal(st.checks, []store.Access{store.Write}) {
 		t.Errorf("prune checks %v, want write", st.checks)
 	}
 }

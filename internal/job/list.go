@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // listed is one line of the list verb's JSON output.
@@ -23,7 +23,7 @@ type listed struct {
 // table, or a JSON array when asJSON.
 func (r *Runner) List(ctx context.Context, asJSON bool) (Result, error) {
 	res := Result{Verb: "list"}
-	if err := r.Store.Check(ctx, upload.Read); err != nil {
+	if err := r.Store.Check(ctx, store.Read); err != nil {
 		return res, err
 	}
 	snaps, err := r.snapshots(ctx)
@@ -54,7 +54,7 @@ func (r *Runner) List(ctx context.Context, asJSON bool) (Result, error) {
 		}
 	}
 	res.Outcome = fmt.Sprintf("%d snapshots", len(out))
-	res.Bytes = total
+	res.ObjectBytes = total
 	r.Log.Info("listed snapshots", "count", len(out), "bytes", total, "prefix", r.Config.Prefix, "store", r.Store.String())
 	return res, nil
 }

@@ -20,22 +20,30 @@ func (c counter) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// progress logs a line every interval while a transfer runs: bytes read,
-// bytes stored, rate, and an ETA when the total is known. Long transfers
-// must show they are alive, or operators kill them.
+// meter is one count of a progress line: its field and the counter.
+type meter struct {
+	field string
+	n     *atomic.Int64
+}
+
+// progress logs a line every interval while a transfer runs: each
+// verb's counts (bytes read, and stored, written or checked), rate, and
+// an ETA when the total is known. Long transfers must show they are
+// alive, or operators kill them.
 type progress struct {
 	log      *slog.Logger
 	phase    string
-	total    int64 // bytes of "read" expected, 0 if unknown
-	read     *atomic.Int64
-	stored   *atomic.Int64
+	total    int64 // bytes of the first meter expected, 0 if unknown
+	meters   []meter
 	start    time.Time
 	stop     chan struct{}
 	finished chan struct{}
 }
 
-func startProgress(ctx context.Context, log *slog.Logger, every time.Duration, phase string, total int64, read, stored *atomic.Int64) *progress {
-	p := &progress{log: log, phase: phase, total: total, read: read, stored: stored,
+// startProgress reports meters every interval; the first one is what
+// the rate, the percentage and the ETA are of.
+func startProgress(ctx context.Context, log *slog.Logger, every time.Duration, phase string, total int64, meters ...meter) *progress {
+	p := &progress{log: log, phase: phase, total: total, meters: meters,
 		start: time.Now(), stop: make(chan struct{}), finished: make(chan struct{})}
 	go func() {
 		defer close(p.finished)
@@ -57,15 +65,16 @@ func startProgress(ctx context.Context, log *slog.Logger, every time.Duration, p
 
 func (p *progress) report() {
 	elapsed := time.Since(p.start)
-	read := p.read.Load()
+	read := p.meters[0].n.Load()
 	rate := float64(read) / elapsed.Seconds()
-	attrs := []any{
-		"phase", p.phase,
-		"read_bytes", read,
-		"stored_bytes", p.stored.Load(),
-		"elapsed", elapsed.Round(time.Second).String(),
-		"rate_mib_s", round1(rate / (1 << 20)),
+	attrs := []any{"phase", p.phase}
+	for _, m := range p.meters {
+		attrs = append(attrs, m.field, m.n.Load())
 	}
+	attrs = append(attrs,
+		"elapsed", elapsed.Round(time.Second).String(),
+		"rate_mib_s", round1(rate/(1<<20)),
+	)
 	if p.total > 0 {
 		attrs = append(attrs, "total_bytes", p.total, "percent", round1(100*float64(read)/float64(p.total)))
 		if rate > 0 && read < p.total {

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/retention"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
 // staleUploadAge is how old an incomplete upload must be before pruning
@@ -18,15 +19,27 @@ const staleUploadAge = 24 * time.Hour
 // something behind: billed parts (S3 multipart uploads), partial files
 // (the file store). Azure's uncommitted blocks expire by themselves.
 type uploadSweeper interface {
-	// AbortIncompleteUploads aborts uploads under prefix started before
-	// olderThan whose key match accepts, and returns their keys.
-	AbortIncompleteUploads(ctx context.Context, prefix string, olderThan time.Time, match func(key string) bool) ([]string, error)
+	// SweepIncomplete aborts or removes what uploads under prefix
+	// started before olderThan left, where match accepts their key, and
+	// returns those keys.
+	SweepIncomplete(ctx context.Context, prefix string, olderThan time.Time, match func(key string) bool) ([]string, error)
+}
+
+// retentionPolicy is the policy the environment configured.
+func retentionPolicy(r config.Retention) retention.Policy {
+	return retention.Policy{
+		KeepLast:    r.KeepLast,
+		KeepDaily:   r.KeepDaily,
+		KeepWeekly:  r.KeepWeekly,
+		KeepMonthly: r.KeepMonthly,
+		MaxAge:      time.Duration(r.MaxAge),
+	}
 }
 
 // Prune applies retention without a backup.
 func (r *Runner) Prune(ctx context.Context) (Result, error) {
 	res := Result{Verb: "prune", Outcome: "pruned"}
-	if err := r.Store.Check(ctx, upload.Write); err != nil {
+	if err := r.Store.Check(ctx, store.Write); err != nil {
 		return res, err
 	}
 	if !r.Config.Retention.Enabled() {
@@ -44,7 +57,7 @@ func (r *Runner) Prune(ctx context.Context) (Result, error) {
 // its reason: deletions at info, keeps at debug (info in a dry run).
 func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string) ([]string, error) {
 	c := r.Config
-	policy := retention.FromConfig(c.Retention)
+	policy := retentionPolicy(c.Retention)
 	objs, err := r.Store.List(ctx, c.Prefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing %q: %w", c.Prefix, err)
@@ -85,7 +98,7 @@ func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string)
 			return ok
 		}
 		// The store logs each upload it aborts.
-		if _, err := s.AbortIncompleteUploads(ctx, c.Prefix, start.Add(-staleUploadAge), ours); err != nil {
+		if _, err := s.SweepIncomplete(ctx, c.Prefix, start.Add(-staleUploadAge), ours); err != nil {
 			return doomed, fmt.Errorf("aborting incomplete uploads: %w", err)
 		}
 	}

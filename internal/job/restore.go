@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
-	"github.com/snapshot-job/snapshot-job/internal/upload"
+	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
 )
 
@@ -20,7 +20,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "restore"}
 	c := r.Config
-	if err := r.Store.Check(ctx, upload.Read); err != nil {
+	if err := r.Store.Check(ctx, store.Read); err != nil {
 		return res, err
 	}
 	dir := c.Restore.Dir
@@ -83,7 +83,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 // counterSource is the opened snapshot.
 type counterSource struct {
 	rc  io.Reader
-	obj upload.Object
+	obj store.Object
 }
 
 // restoreLocked does the part of a restore that needs the lock: it
@@ -104,10 +104,12 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 	obj := src.obj
 	r.Log.Info("restore started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String(), "dir", dir)
 	var read, written atomic.Int64
-	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "restore", obj.Size, &read, &written)
+	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "restore", obj.Size,
+		meter{"read_bytes", &read}, meter{"written_bytes", &written})
 	st, err := archive.Extract(ctx, counter{src.rc, &read}, dir, archive.ExtractOptions{
 		Overwrite:    c.Restore.IfNotEmpty == "overwrite",
 		Logger:       r.Log,
+		Progress:     &written,
 		Token:        lock.Token(),
 		BeforeCommit: func() error { return lock.SetPhase(volume.Committing) },
 		AfterCommit: func() {
@@ -124,9 +126,9 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 		return res, fmt.Errorf("restoring %s into %s: %w", obj.Key, dir, err)
 	}
 	res.Outcome = "restored"
-	res.Bytes, res.SourceBytes, res.Entries = read.Load(), st.Bytes, st.Entries()
+	res.ObjectBytes, res.SourceBytes, res.Entries = read.Load(), st.Bytes, st.Entries()
 	elapsed := time.Since(start)
-	r.Log.Info("snapshot restored", "key", obj.Key, "dir", dir, "bytes", res.Bytes, "source_bytes", st.Bytes,
+	r.Log.Info("snapshot restored", "key", obj.Key, "dir", dir, "bytes", res.ObjectBytes, "source_bytes", st.Bytes,
 		"entries", st.Entries(), "seconds", elapsed.Seconds(),
 		"rate_mib_s", round1(float64(st.Bytes)/(1<<20)/elapsed.Seconds()))
 	return res, nil
@@ -135,7 +137,7 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 // notEmpty applies SNAPSHOT_RESTORE_IF_NOT_EMPTY. done means the restore
 // ends here (skipped, or refused with err).
 func (r *Runner) notEmpty(dir string, res *Result) (done bool, err error) {
-	empty, err := archive.Empty(dir)
+	empty, err := archive.TargetEmpty(dir)
 	if err != nil {
 		return true, fmt.Errorf("restore directory %s: %w", dir, err)
 	}
@@ -158,7 +160,7 @@ func (r *Runner) notEmpty(dir string, res *Result) (done bool, err error) {
 func (r *Runner) Verify(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Verb: "verify"}
-	if err := r.Store.Check(ctx, upload.Read); err != nil {
+	if err := r.Store.Check(ctx, store.Read); err != nil {
 		return res, err
 	}
 	rc, obj, err := r.open(ctx)
@@ -168,9 +170,10 @@ func (r *Runner) Verify(ctx context.Context) (Result, error) {
 	defer rc.Close()
 	res.Key = obj.Key
 	r.Log.Info("verify started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String())
-	var read, none atomic.Int64
-	prog := startProgress(ctx, r.Log, time.Duration(r.Config.ProgressInterval), "verify", obj.Size, &read, &none)
-	st, err := archive.Verify(ctx, counter{rc, &read}, 0, r.Log)
+	var read, checked atomic.Int64
+	prog := startProgress(ctx, r.Log, time.Duration(r.Config.ProgressInterval), "verify", obj.Size,
+		meter{"read_bytes", &read}, meter{"checked_bytes", &checked})
+	st, err := archive.Verify(ctx, counter{rc, &read}, archive.VerifyOptions{Logger: r.Log, Progress: &checked})
 	prog.done()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -179,8 +182,8 @@ func (r *Runner) Verify(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("verifying %s: %w", obj.Key, err)
 	}
 	res.Outcome = "verified"
-	res.Bytes, res.SourceBytes, res.Entries = read.Load(), st.Bytes, st.Entries()
-	r.Log.Info("snapshot verified", "key", obj.Key, "bytes", res.Bytes, "source_bytes", st.Bytes,
+	res.ObjectBytes, res.SourceBytes, res.Entries = read.Load(), st.Bytes, st.Entries()
+	r.Log.Info("snapshot verified", "key", obj.Key, "bytes", res.ObjectBytes, "source_bytes", st.Bytes,
 		"entries", st.Entries(), "files", st.Files, "dirs", st.Dirs, "symlinks", st.Symlinks,
 		"hard_links", st.HardLinks, "seconds", time.Since(start).Seconds())
 	return res, nil

@@ -21,7 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 )
 
@@ -33,17 +32,6 @@ type Policy struct {
 	KeepWeekly  int           // likewise for ISO weeks (UTC)
 	KeepMonthly int           // likewise for calendar months (UTC)
 	MaxAge      time.Duration // snapshots not older than this, measured from the run's start
-}
-
-// FromConfig returns the policy the environment configured.
-func FromConfig(r config.Retention) Policy {
-	return Policy{
-		KeepLast:    r.KeepLast,
-		KeepDaily:   r.KeepDaily,
-		KeepWeekly:  r.KeepWeekly,
-		KeepMonthly: r.KeepMonthly,
-		MaxAge:      time.Duration(r.MaxAge),
-	}
 }
 
 // Enabled reports whether any rule is set. Without one nothing is deleted.

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 )
 
@@ -514,21 +513,6 @@ func TestMatch(t *testing.T) {
 	}
 	if got := Match(prefix, name, nil); got != nil {
 		t.Errorf("Match(nil) = %v", got)
-	}
-}
-
-func TestFromConfig(t *testing.T) {
-	got := FromConfig(config.Retention{KeepLast: 1, KeepDaily: 2, KeepWeekly: 3, KeepMonthly: 4, MaxAge: config.Duration(5 * time.Hour), DryRun: true})
-	want := Policy{KeepLast: 1, KeepDaily: 2, KeepWeekly: 3, KeepMonthly: 4, MaxAge: 5 * time.Hour}
-	if got != want {
-		t.Errorf("FromConfig = %+v, want %+v", got, want)
-	}
-	// Both must agree on "any rule set", or the job and the plan would
-	// disagree about whether pruning runs.
-	for _, r := range []config.Retention{{}, {KeepLast: 1}, {KeepDaily: 1}, {KeepWeekly: 1}, {KeepMonthly: 1}, {MaxAge: 1}, {DryRun: true}} {
-		if FromConfig(r).Enabled() != r.Enabled() {
-			t.Errorf("%+v: Policy.Enabled = %v, config Enabled = %v", r, FromConfig(r).Enabled(), r.Enabled())
-		}
 	}
 }
 

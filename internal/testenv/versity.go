@@ -32,6 +32,57 @@ const VersityBin = ".tools/bin/versitygw"
 // Versity is a versitygw S3 server on 127.0.0.1 with a posix backend in a
 // temporary directory, stopped when the test ends.
 type Versity struct {
+	*VersityProcess
+	caFile string
+	client *awss3.Client
+}
+
+// VersityOption changes how StartVersity runs the server.
+type VersityOption func(*VersitySetup)
+
+// WithTLS serves HTTPS with the given certificate; caFile is the CA that
+// signed it (see WriteTestCA), which the helpers' own client trusts.
+func WithTLS(certFile, keyFile, caFile string) VersityOption {
+	return func(c *VersitySetup) { c.CertFile, c.KeyFile, c.CAFile = certFile, keyFile, caFile }
+}
+
+// StartVersity starts the pinned versitygw with random root keys on a free
+// port, waits until it answers and stops it in Cleanup. It fails the test
+// when the binary is missing (run make tools).
+func StartVersity(t testing.TB, opts ...VersityOption) *Versity {
+	t.Helper()
+	setup := VersitySetup{Bin: Tool(t, VersityBin), Dir: t.TempDir(), IAMDir: t.TempDir(), SidecarDir: t.TempDir()}
+	for _, o := range opts {
+		o(&setup)
+	}
+	p, err := LaunchVersity(context.Background(), setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			t.Logf("versitygw output:\n%s", tail(p.Output(), 4000))
+		}
+	})
+	v := &Versity{VersityProcess: p, caFile: setup.CAFile}
+	v.client = v.newClient()
+	return v
+}
+
+// VersitySetup says how LaunchVersity runs versitygw.
+type VersitySetup struct {
+	Bin string
+	// Dir is the posix backend's root: one directory per bucket. IAMDir
+	// holds the users; SidecarDir the objects' metadata when Dir's
+	// filesystem has no extended attributes.
+	Dir, IAMDir, SidecarDir string
+	// CertFile and KeyFile make it serve HTTPS; CAFile signed them.
+	CertFile, KeyFile, CAFile string
+}
+
+// VersityProcess is a running versitygw.
+type VersityProcess struct {
 	Endpoint  string // base URL, e.g. http://127.0.0.1:41234
 	AccessKey string // root credentials
 	SecretKey string
@@ -40,73 +91,63 @@ type Versity struct {
 
 	bin    string
 	caFile string
-	client *awss3.Client
+	cmd    *exec.Cmd
+	exited chan struct{}
+	out    *syncBuffer
 }
 
-// VersityOption changes how StartVersity runs the server.
-type VersityOption func(*versityConfig)
-
-type versityConfig struct {
-	certFile, keyFile, caFile string
-}
-
-// WithTLS serves HTTPS with the given certificate; caFile is the CA that
-// signed it (see WriteTestCA), which the helpers' own client trusts.
-func WithTLS(certFile, keyFile, caFile string) VersityOption {
-	return func(c *versityConfig) { c.certFile, c.keyFile, c.caFile = certFile, keyFile, caFile }
-}
-
-// StartVersity starts the pinned versitygw with random root keys on a free
-// port, waits until it answers and stops it in Cleanup. It fails the test
-// when the binary is missing (run make tools).
-func StartVersity(t testing.TB, opts ...VersityOption) *Versity {
-	t.Helper()
-	var vc versityConfig
-	for _, o := range opts {
-		o(&vc)
-	}
-	v := &Versity{
-		AccessKey: "root" + randomHex(t, 8),
-		SecretKey: randomHex(t, 20),
+// LaunchVersity starts versitygw with random root keys on a free port of
+// 127.0.0.1 and waits until it answers; the caller stops it (Stop). It
+// runs in a process group of its own, so that a Ctrl-C meant for the
+// caller does not stop it before the caller cleans up, and dies with the
+// caller (Pdeathsig). For programs; tests use StartVersity.
+func LaunchVersity(ctx context.Context, s VersitySetup) (*VersityProcess, error) {
+	p := &VersityProcess{
+		AccessKey: "root" + randomText(8),
+		SecretKey: randomText(20),
 		Region:    "us-east-1",
-		Dir:       t.TempDir(),
-		bin:       Tool(t, VersityBin),
-		caFile:    vc.caFile,
+		Dir:       s.Dir,
+		bin:       s.Bin,
+		caFile:    s.CAFile,
 	}
 	args := []string{
-		"--access", v.AccessKey, "--secret", v.SecretKey, "--region", v.Region,
-		"--iam-dir", t.TempDir(), "--health", "/healthz", "--quiet",
+		"--access", p.AccessKey, "--secret", p.SecretKey, "--region", p.Region,
+		"--iam-dir", s.IAMDir, "--health", "/healthz", "--quiet",
 		// Without it versitygw closes every connection after one answer,
 		// which no real S3 does.
 		"--keep-alive",
 	}
 	scheme := "http"
-	if vc.certFile != "" {
-		args = append(args, "--cert", vc.certFile, "--key", vc.keyFile)
+	if s.CertFile != "" {
+		args = append(args, "--cert", s.CertFile, "--key", s.KeyFile)
 		scheme = "https"
 	}
 	backend := []string{"posix"}
 	// The posix backend keeps object metadata in extended attributes; on
 	// a filesystem without them it needs a sidecar directory instead.
-	if !XattrSupported(v.Dir) {
-		backend = append(backend, "--sidecar", t.TempDir())
+	if !XattrSupported(s.Dir) {
+		backend = append(backend, "--sidecar", s.SidecarDir)
 	}
-	backend = append(backend, v.Dir)
+	backend = append(backend, s.Dir)
 
 	var lastErr error
 	for range 3 { // the free port may be taken between probe and bind
-		port := freePort(t)
-		v.Endpoint = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+		port, err := probePort()
+		if err != nil {
+			return nil, err
+		}
+		p.Endpoint = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 		full := append(slices.Clone(args), "--port", fmt.Sprintf("127.0.0.1:%d", port))
 		full = append(full, backend...)
-		if lastErr = v.start(t, full); lastErr == nil {
-			v.client = v.newClient()
-			return v
+		if lastErr = p.start(ctx, full); lastErr == nil {
+			return p, nil
 		}
 	}
-	t.Fatalf("versitygw did not start: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("versitygw did not start: %w", lastErr)
 }
+
+// Output is what the server printed (its first MiB).
+func (p *VersityProcess) Output() string { return p.out.String() }
 
 // syncBuffer collects the server's output for failure reports.
 type syncBuffer struct {
@@ -129,53 +170,55 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func (v *Versity) start(t testing.TB, args []string) error {
-	out := &syncBuffer{}
-	cmd := exec.Command(v.bin, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
-	if err := cmd.Start(); err != nil {
+func (p *VersityProcess) start(ctx context.Context, args []string) error {
+	p.out = &syncBuffer{}
+	p.cmd = exec.Command(p.bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	// Never outlive the caller.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	hc := v.httpClient()
+	p.exited = make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	hc := p.httpClient()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case <-exited:
-			return fmt.Errorf("exited early: %s", out.String())
+		case <-p.exited:
+			return fmt.Errorf("exited early: %s", tail(p.out.String(), 2000))
+		case <-ctx.Done():
+			p.Stop()
+			return ctx.Err()
 		default:
 		}
-		resp, err := hc.Get(v.Endpoint + "/healthz")
+		resp, err := hc.Get(p.Endpoint + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("not ready after 20s (%v): %s", err, out.String())
+			p.Stop()
+			return fmt.Errorf("not ready after 20s (%v): %s", err, tail(p.out.String(), 2000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("versitygw output:\n%s", tail(out.String(), 4000))
-		}
-	})
-	return nil
+}
+
+// Stop ends the server: SIGTERM, then SIGKILL after 5 s.
+func (p *VersityProcess) Stop() {
+	if p == nil || p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
 }
 
 func tail(s string, n int) string {
@@ -185,20 +228,20 @@ func tail(s string, n int) string {
 	return s
 }
 
-func (v *Versity) tlsConfig() *tls.Config {
-	if v.caFile == "" {
+func (p *VersityProcess) tlsConfig() *tls.Config {
+	if p.caFile == "" {
 		return nil
 	}
 	pool := x509.NewCertPool()
-	if pem, err := os.ReadFile(v.caFile); err == nil {
+	if pem, err := os.ReadFile(p.caFile); err == nil {
 		pool.AppendCertsFromPEM(pem)
 	}
 	return &tls.Config{RootCAs: pool}
 }
 
-func (v *Versity) httpClient() *http.Client {
+func (p *VersityProcess) httpClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = v.tlsConfig()
+	tr.TLSClientConfig = p.tlsConfig()
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
@@ -307,23 +350,30 @@ func opCtx(t testing.TB) context.Context {
 	return c
 }
 
-func randomHex(t testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := probePort()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return port
+}
+
+func probePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// randomText is n random bytes in hex (crypto/rand never fails).
+func randomText(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // ClosedPort returns a base URL on 127.0.0.1 where nothing listens.

@@ -138,25 +138,30 @@ func TestRenderedVariablesAreKnown(t *testing.T) {
 }
 
 // knownVariables reads the variable names from internal/config's struct
-// tags (envconfig: nested structs prefix their fields with their own tag).
-// The chart's test module does not import the binary's module, so it reads
-// the source instead.
+// tags (envconfig: nested structs prefix their fields with their own tag),
+// following each store provider's settings (a field of type <pkg>.Config)
+// into internal/store/<pkg>/config.go. The chart's test module does not
+// import the binary's module, so it reads the source instead.
 func knownVariables(t *testing.T) map[string]bool {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join("..", "..", "internal", "config", "config.go"), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	structs := map[string]*ast.StructType{}
-	ast.Inspect(f, func(n ast.Node) bool {
-		if ts, ok := n.(*ast.TypeSpec); ok {
-			if st, ok := ts.Type.(*ast.StructType); ok {
-				structs[ts.Name.Name] = st
-			}
+	structsOf := func(path ...string) map[string]*ast.StructType {
+		f, err := parser.ParseFile(fset, filepath.Join(append([]string{"..", ".."}, path...)...), nil, 0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return true
-	})
+		structs := map[string]*ast.StructType{}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if ts, ok := n.(*ast.TypeSpec); ok {
+				if st, ok := ts.Type.(*ast.StructType); ok {
+					structs[ts.Name.Name] = st
+				}
+			}
+			return true
+		})
+		return structs
+	}
+	structs := structsOf("internal", "config", "config.go")
 	known := map[string]bool{}
 	var walk func(prefix string, st *ast.StructType)
 	walk = func(prefix string, st *ast.StructType) {
@@ -172,6 +177,16 @@ func knownVariables(t *testing.T) map[string]bool {
 			if id, ok := field.Type.(*ast.Ident); ok && structs[id.Name] != nil {
 				walk(prefix+name+"_", structs[id.Name])
 				continue
+			}
+			if sel, ok := field.Type.(*ast.SelectorExpr); ok && sel.Sel.Name == "Config" {
+				if pkg, ok := sel.X.(*ast.Ident); ok {
+					st := structsOf("internal", "store", pkg.Name, "config.go")["Config"]
+					if st == nil {
+						t.Fatalf("type Config not found in internal/store/%s/config.go", pkg.Name)
+					}
+					walk(prefix+name+"_", st)
+					continue
+				}
 			}
 			known[prefix+name] = true
 		}
