@@ -128,7 +128,7 @@ demo: $(BIN)
 
 ## bench: snapshot-job against the aws cli, rclone and restic on one local
 ## versitygw, one table with medians, MiB/s, peak RSS and the targets
-## (README, Performance). Installs missing Debian tools (apt-get) when run as root.
+## (docs/performance.md). Installs missing Debian tools (apt-get) when run as root.
 BENCH_SIZE        ?= 1GiB
 BENCH_RUNS        ?= 3
 BENCH_DIR         ?= $(TOOLS)/bench

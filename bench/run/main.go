@@ -1,7 +1,7 @@
 // Command run is the benchmark behind `make bench`, `make bench-mem` and
 // `make bench-defaults`: it runs snapshot-job and the tools an operator
 // would use instead against one local versitygw, on one generated
-// dataset, and prints one markdown table. The README (Performance) explains it.
+// dataset, and prints one markdown table. docs/performance.md explains it.
 package main
 
 import (

@@ -37,7 +37,7 @@ func main() {
 
 const usage = `usage: snapshot-job [backup|restore|list|prune|verify|version] [--json]
 
-Configuration comes from SNAPSHOT_* environment variables; see the README.
+Configuration comes from SNAPSHOT_* environment variables; see docs/configuration.md.
 Without a verb, SNAPSHOT_MODE picks one (default backup).
 `
 

@@ -101,13 +101,13 @@ func workedExample(t *testing.T) string {
 	return b.String()
 }
 
-// TestWorkedExample keeps the worked example in the README equal to what
+// TestWorkedExample keeps the worked example in docs/retention.md equal to what
 // the code does: the section between the markers must match.
 func TestWorkedExample(t *testing.T) {
 	got := workedExample(t)
 	golden := filepath.Join("testdata", "worked-example.md")
 	root := testenv.ModuleRoot(t)
-	docs := []string{filepath.Join(root, "README.md")}
+	docs := []string{filepath.Join(root, "docs", "retention.md")}
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)

@@ -84,7 +84,7 @@ func TestWrongRegionNamesTheRegion(t *testing.T) {
 
 // A closed port and an endpoint that accepts connections but never
 // answers both fail as ErrTransfer, bounded by the attempts (AWS_MAX_ATTEMPTS) x StallTimeout
-// plus backoff (see the README's S3 time bounds), instead of hanging.
+// plus backoff (docs/providers/s3.md, time bounds), instead of hanging.
 func TestDeadEndpointIsTransferError(t *testing.T) {
 	s := startServer(t)
 	hang := testenv.StartFaultProxy(t, s.v.Endpoint)

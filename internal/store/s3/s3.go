@@ -35,7 +35,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
-// The fixed parts of the time bound documented in the README (S3, time
+// The fixed parts of the time bound documented in docs/providers/s3.md (time
 // bounds); store.Options has the others.
 const (
 	// maxAttempts is how often one request is tried, counting the first.
@@ -322,7 +322,7 @@ func accessHint(err error) string {
 	case httpStatus(err) == http.StatusNotFound || apiCode(err) == "NoSuchBucket":
 		return "; create the bucket or correct SNAPSHOT_AWS_BUCKET (and SNAPSHOT_AWS_ENDPOINT)"
 	}
-	return "; check the keys, SNAPSHOT_AWS_REGION and that the credentials may use the bucket (IAM policy in the README)"
+	return "; check the keys, SNAPSHOT_AWS_REGION and that the credentials may use the bucket (the minimal IAM policy is in docs/providers/s3.md)"
 }
 
 func (s *Store) endpointName() string {
