@@ -12,8 +12,10 @@ LDFLAGS      := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN          := bin/snapshot-job
 
 VERSITYGW_VERSION := v1.8.0
+FAKE_GCS_VERSION  := v1.56.1
 AZURITE_DIR       := tools/azurite
 VERSITYGW         := $(TOOLS)/bin/versitygw
+FAKE_GCS          := $(TOOLS)/bin/fake-gcs-server
 AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 
 # The control plane the chart's scenarios run on: kube-apiserver,
@@ -45,10 +47,13 @@ $(BIN): $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/snapshot-job
 
 ## tools: install the pinned test servers into .tools/ and tools/azurite/
-tools: $(VERSITYGW) $(AZURITE)
+tools: $(VERSITYGW) $(FAKE_GCS) $(AZURITE)
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(FAKE_GCS):
+	GOBIN=$(TOOLS)/bin $(GO) install github.com/fsouza/fake-gcs-server@$(FAKE_GCS_VERSION)
 
 $(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 	cd $(AZURITE_DIR) && npm ci --no-audit --no-fund --loglevel=error
@@ -93,7 +98,7 @@ lint:
 ## use: versitygw in .tools/bin, Azurite in tools/azurite/node_modules.
 TESTSUM := $(TOOLS)/bin/testsum
 test:
-	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes) and etcd (installed once)"
+	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) and fake-gcs-server $(FAKE_GCS_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes) and etcd (installed once)"
 	@$(MAKE) -s --no-print-directory tools kube-tools
 	@CGO_ENABLED=0 $(GO) build -o $(TESTSUM) ./scripts/testsum
 	@GO=$(GO) TOOLS=$(TOOLS) TESTSUM=$(TESTSUM) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS='$(FUZZ_TARGETS)' \
