@@ -56,6 +56,7 @@ type Store struct {
 	method      string
 	identity    string // the key's client_email, for logs and hints
 	checkPrefix string
+	jsonReads   bool // reads use the JSON API (custom endpoints)
 	log         *slog.Logger
 	partSize    int64
 	concurrency int
@@ -125,18 +126,15 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	clientOpts := []option.ClientOption{storage.WithDisabledClientMetrics(), option.WithUserAgent("snapshot-job/" + opts.Version)}
 	if endpoint != "" {
 		s.endpoint = strings.TrimSuffix(endpoint, "/storage/v1/")
-		clientOpts = append(clientOpts, option.WithEndpoint(endpoint))
+		// Reads go through the JSON API too: the XML API's paths depend
+		// on the host name (emulators and proxies route them by Host),
+		// the JSON API's do not.
+		clientOpts = append(clientOpts, option.WithEndpoint(endpoint), storage.WithJSONReads())
+		s.jsonReads = true
 	}
 	key := []byte(cfg.CredentialsJSON.Reveal())
 	var creds *auth.Credentials
-	switch {
-	case plainHTTP:
-		// Tokens and signed assertions are never sent in the clear; an
-		// emulator takes requests without them. A key, when set, was
-		// still checked above.
-		s.method = MethodNone
-		clientOpts = append(clientOpts, option.WithoutAuthentication())
-	case len(key) > 0:
+	if len(key) > 0 {
 		var k keyFile
 		_ = json.Unmarshal(key, &k) // Problems parsed it already
 		// The type-checked constructor: a key of another type (a user's
@@ -149,6 +147,16 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 			return nil, fmt.Errorf("%w: SNAPSHOT_GCS_CREDENTIALS_JSON is not a usable service-account key (the Google client refused it): paste the whole key file", setting.ErrInvalid)
 		}
 		s.method, s.identity = MethodKey, k.ClientEmail
+	}
+	switch {
+	case plainHTTP:
+		// Tokens and signed assertions are never sent in the clear; an
+		// emulator takes requests without them. A key, when set, was
+		// still checked above, and is not used.
+		s.method, s.identity, creds = MethodNone, "", nil
+		clientOpts = append(clientOpts, option.WithoutAuthentication())
+	case len(key) > 0:
+		// creds is the key's.
 	default:
 		creds, err = credentials.DetectDefault(&credentials.DetectOptions{Scopes: []string{scope}, Client: hc, Logger: quiet})
 		if err != nil {

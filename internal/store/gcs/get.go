@@ -13,9 +13,10 @@ import (
 // Get reads key with ranged reads of the part size, Concurrency of them
 // in flight, handed out in order by ranged.NewReader. Every range is
 // pinned to the generation whose size was read, so an object replaced
-// mid-download fails instead of mixing two objects. Objects are read as
-// stored (ReadCompressed): snapshot-job never sets Content-Encoding, and
-// GCS would ignore ranges of an object it transcodes.
+// mid-download fails instead of mixing two objects. snapshot-job never
+// sets Content-Encoding; an object that has one (uploaded with gzip
+// encoding by another tool) is refused, as GCS would decompress it and
+// ignore the ranges.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Object, error) {
 	cctx, cancel := s.control(ctx)
 	a, err := s.bucket.Object(key).Attrs(cctx)
@@ -23,8 +24,12 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, store.Objec
 	if err != nil {
 		return nil, store.Object{}, s.classify(ctx, "reading", key, err)
 	}
+	if a.ContentEncoding != "" {
+		return nil, store.Object{}, fmt.Errorf("%w: gcs: reading %s: the object has Content-Encoding %q, so GCS would decompress it and ignore ranged reads: clear it (gcloud storage objects update %s --clear-content-encoding)",
+			store.ErrAccess, s.objectName(key), a.ContentEncoding, s.objectName(key))
+	}
 	obj := store.Object{Key: key, Size: a.Size, Modified: a.Updated}
-	o := s.bucket.Object(key).Generation(a.Generation).ReadCompressed(true)
+	o := s.bucket.Object(key).Generation(a.Generation)
 	fetch := func(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.dataTimeout(n))
 		r, err := o.NewRangeReader(rctx, off, n)
