@@ -24,7 +24,9 @@ const DetectVariable = env + "BUCKET"
 
 // Config is the Google Cloud Storage settings, SNAPSHOT_GCS_*. Bucket,
 // Project and CredentialsJSON are upstream Kubeshark's names; the tags
-// name each variable after the prefix.
+// name each variable after the prefix. Project is the bucket's project,
+// named in messages: no object request needs it, and sending it as the
+// quota project would need one more permission (serviceusage).
 type Config struct {
 	Bucket          string         `envconfig:"BUCKET"`
 	Project         string         `envconfig:"PROJECT"`

@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -40,7 +40,11 @@ func (s *Store) accessHint(err error) string {
 	if s.identity != "" {
 		who = s.identity
 	}
-	return fmt.Sprintf("grant %s roles/storage.objectAdmin on bucket %s (create, read, list and delete objects), and roles/storage.legacyBucketReader (storage.buckets.get) for the access check; check SNAPSHOT_GCS_BUCKET", who, s.name)
+	in := ""
+	if s.project != "" {
+		in = " (project " + s.project + ")"
+	}
+	return fmt.Sprintf("grant %s roles/storage.objectAdmin on bucket %s%s (create, read, list and delete objects), and roles/storage.legacyBucketReader (storage.buckets.get) for the access check; check SNAPSHOT_GCS_BUCKET", who, s.name, in)
 }
 
 // classify turns err, from doing op ("reading", "listing", ...) on key,

@@ -52,6 +52,7 @@ type Store struct {
 	client      *storage.Client
 	bucket      *storage.BucketHandle
 	name        string // the bucket's
+	project     string // SNAPSHOT_GCS_PROJECT, for messages only
 	endpoint    string // "" for Google's own
 	method      string
 	identity    string // the key's client_email, for logs and hints
@@ -106,6 +107,7 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	}
 	s := &Store{
 		name:        cfg.Bucket,
+		project:     cfg.Project,
 		checkPrefix: cfg.CheckPrefix,
 		log:         opts.Logger,
 		partSize:    Limits().PartSize(0, opts.PartSize),
@@ -175,9 +177,6 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 		clientOpts = append(clientOpts, option.WithAuthCredentials(creds))
 	}
 	clientOpts = append(clientOpts, option.WithHTTPClient(hc))
-	if cfg.Project != "" {
-		clientOpts = append(clientOpts, option.WithQuotaProject(cfg.Project))
-	}
 	s.client, err = storage.NewClient(ctx, clientOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: google cloud storage client: %v", setting.ErrInvalid, err)
