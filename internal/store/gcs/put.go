@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"net/http"
 	"path"
 	"regexp"
 	"strings"
@@ -207,23 +208,27 @@ func (u *upload) stream(ctx context.Context, src *sourceReader) (int64, error) {
 	w.CRC32C, w.SendCRC32C = crc.Sum32(), true
 	u.finalSent.Store(true)
 	if err := w.Close(); err != nil {
-		return 0, u.finalError(ctx, err, n)
+		return 0, u.finalError(ctx, err)
 	}
 	u.parts.Add(1)
 	return n, nil
 }
 
-// finalError sorts out a failed request that creates key: a 412 after a
-// retry whose first try went through is this upload's own object.
-func (u *upload) finalError(ctx context.Context, err error, n int64) error {
+// finalError sorts out a failed request that creates key: a retry whose
+// first try went through is refused (412, or for a compose whose sources
+// that try deleted, 404), and the object there is this upload's own when
+// it carries its token.
+func (u *upload) finalError(ctx context.Context, err error) error {
 	s := u.s
-	if !isPrecondition(err) {
-		return s.classify(ctx, "uploading", u.key, err)
+	if ctx.Err() == nil {
+		if a, _ := s.owns(ctx, u.key, u.token); a != nil {
+			return nil
+		}
 	}
-	if a, _ := s.owns(ctx, u.key, u.token); a != nil {
-		return nil
+	if isPrecondition(err) {
+		return s.existsErr(u.key)
 	}
-	return s.existsErr(u.key)
+	return s.classify(ctx, "uploading", u.key, err)
 }
 
 // owns reports whether key exists and was written by the upload token.
@@ -360,7 +365,7 @@ func (u *upload) single(ctx context.Context, data []byte) (int64, error) {
 	u.finalSent.Store(true)
 	_, err := u.s.writeObject(ctx, u.key, data, u.md, contentType(u.key))
 	if err != nil {
-		return 0, u.finalError(ctx, err, int64(len(data)))
+		return 0, u.finalError(ctx, err)
 	}
 	u.parts.Add(1)
 	return int64(len(data)), nil
@@ -436,9 +441,9 @@ func (s *Store) backoff(ctx context.Context, attempt int) error {
 }
 
 // compose builds key from the parts: 32 sources a call, each source
-// pinned to the generation written, intermediate objects for more than
-// 32 parts (each level composed in parallel), and the final compose only
-// if key is free. CRC32C of the whole stream lets GCS refuse a snapshot
+// pinned to the generation written and deleted by the compose,
+// intermediate objects for more than 32 parts (each level composed in
+// parallel), and the final compose only if key is free. CRC32C of the whole stream lets GCS refuse a snapshot
 // put together wrongly.
 func (u *upload) compose(ctx context.Context, names []string, sizes []int64, crc uint32) error {
 	s := u.s
@@ -458,14 +463,14 @@ func (u *upload) compose(ctx context.Context, names []string, sizes []int64, crc
 			next[i], nextSizes[i] = dst, size
 			g.Go(func() error {
 				a, err := u.composeOnce(gctx, dst, srcs, nil, nil)
-				if err != nil && isPrecondition(err) {
-					// An earlier try went through: the name holds this
-					// upload's token.
+				if err != nil && (isPrecondition(err) || status(err) == http.StatusNotFound) {
+					// An earlier try went through (and deleted the
+					// sources): the name holds this upload's token.
 					cctx, cancel := s.control(gctx)
-					a, err = s.bucket.Object(dst).Attrs(cctx)
+					got, aerr := s.bucket.Object(dst).Attrs(cctx)
 					cancel()
-					if err == nil && a.Size != size {
-						err = fmt.Errorf("gcs: the intermediate object %s has %d bytes, want %d", dst, a.Size, size)
+					if aerr == nil && got.Size == size {
+						a, err = got, nil
 					}
 				}
 				if err != nil {
@@ -483,7 +488,7 @@ func (u *upload) compose(ctx context.Context, names []string, sizes []int64, crc
 	u.finalSent.Store(true)
 	_, err := u.composeOnce(ctx, u.key, names, u.md, &crc)
 	if err != nil {
-		return u.finalError(ctx, err, 0)
+		return u.finalError(ctx, err)
 	}
 	return nil
 }
@@ -500,6 +505,10 @@ func (u *upload) composeOnce(ctx context.Context, dst string, srcs []string, md 
 	}
 	u.mu.Unlock()
 	c := s.bucket.Object(dst).If(storage.Conditions{DoesNotExist: true}).ComposerFrom(handles...)
+	// The sources go with the compose, hard deleted: a plain delete
+	// afterwards would leave them billed for the bucket's soft-delete
+	// period (7 days by default) or as noncurrent versions.
+	c.DeleteSourceObjects = true
 	c.ContentType = contentType(dst)
 	if md != nil {
 		c.ContentType = contentType(u.key)
