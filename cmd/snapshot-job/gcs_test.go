@@ -94,6 +94,15 @@ func TestGCSBinary(t *testing.T) {
 		expect(t, runJob(t, e.with("SNAPSHOT_GCS_ENDPOINT", testenv.ClosedPort(t))), 5)
 	})
 
+	t.Run("NoCredentials", func(t *testing.T) {
+		// No key and an https endpoint: Application Default Credentials,
+		// of which there are none here (no GOOGLE_APPLICATION_CREDENTIALS,
+		// no gcloud files in the empty HOME, no metadata server).
+		e, _ := setup(t, t.TempDir())
+		r := runJob(t, e.with("SNAPSHOT_GCS_ENDPOINT", "https"+strings.TrimPrefix(testenv.ClosedPort(t), "http")), "list")
+		expect(t, r, 3, "no Google credentials", "iam.gke.io/gcp-service-account")
+	})
+
 	t.Run("NotAServiceAccountKey", func(t *testing.T) {
 		e, _ := setup(t, t.TempDir())
 		const user = `{"type":"authorized_user","client_id":"x.apps.googleusercontent.com","client_secret":"d-FL95Q19q7MQmFpd7hHD0Ty","refresh_token":"1//0gSECRETrefresh"}`

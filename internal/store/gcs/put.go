@@ -519,7 +519,17 @@ func (u *upload) composeOnce(ctx context.Context, dst string, srcs []string, md 
 	}
 	cctx, cancel := s.control(ctx)
 	defer cancel()
-	return c.Run(cctx)
+	a, err := c.Run(cctx)
+	if err == nil {
+		// GCS deleted them; deleteTemp's listing still finds any a
+		// store that ignores deleteSourceObjects kept.
+		u.mu.Lock()
+		for _, n := range srcs {
+			delete(u.temp, n)
+		}
+		u.mu.Unlock()
+	}
+	return a, err
 }
 
 // fail cleans up after a failed upload, on a fresh context, and says why
