@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/snapshot-job/snapshot-job/internal/metrics"
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/store/file"
@@ -27,12 +28,16 @@ type Config struct {
 	AllowUnknown bool `envconfig:"ALLOW_UNKNOWN"`
 	// ProviderDetected: SNAPSHOT_CLOUD_PROVIDER was unset and Provider was
 	// chosen from the one provider whose settings are present.
-	ProviderDetected  bool             `ignored:"true"`
-	Provider          string           `envconfig:"CLOUD_PROVIDER"`
-	Prefix            string           `envconfig:"CLOUD_PREFIX"`
-	SourceDir         string           `envconfig:"SOURCE_DIR" default:"/snapshots"`
-	Name              string           `envconfig:"NAME" default:"snapshot"`
-	Mode              string           `envconfig:"MODE" default:"backup"`
+	ProviderDetected bool   `ignored:"true"`
+	Provider         string `envconfig:"CLOUD_PROVIDER"`
+	Prefix           string `envconfig:"CLOUD_PREFIX"`
+	SourceDir        string `envconfig:"SOURCE_DIR" default:"/snapshots"`
+	Name             string `envconfig:"NAME" default:"snapshot"`
+	Mode             string `envconfig:"MODE" default:"backup"`
+	// Metrics come before the numbers: envconfig stops at the first value
+	// it cannot parse, and a run stopped by a bad number still pushes its
+	// exit code 2.
+	Metrics           metrics.Config   `envconfig:"METRICS"`
 	CompressionLevel  string           `envconfig:"COMPRESSION_LEVEL" default:"fastest"`
 	UploadConcurrency int              `envconfig:"UPLOAD_CONCURRENCY" default:"4"`
 	PartSize          setting.Size     `envconfig:"PART_SIZE" default:"16MiB"`
@@ -120,6 +125,7 @@ const (
 func Load() (Config, []string, error) {
 	var c Config
 	err := process(&c)
+	c.Metrics.Namespace = strings.TrimSpace(os.Getenv(metrics.NamespaceVariable))
 	warnings, problems := UnknownVariables(os.Environ(), c.AllowUnknown)
 	if err != nil {
 		return c, warnings, errors.Join(err, setting.Invalid(problems))
@@ -250,7 +256,7 @@ func (c Config) problems() []string {
 	if c.SourceDir == "" {
 		p.Add("SOURCE_DIR", "is empty; use the path of the snapshot volume")
 	}
-	problems := p.List()
+	problems := append(p.List(), c.Metrics.Problems()...)
 	if selected != nil {
 		problems = append(problems, selected.problems()...)
 	}

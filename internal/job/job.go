@@ -77,7 +77,10 @@ type Result struct {
 	SourceBytes int64    `json:"source_bytes,omitempty"`
 	Entries     int64    `json:"entries,omitempty"`
 	Deleted     []string `json:"deleted,omitempty"`
-	Seconds     float64  `json:"seconds"`
+	// Kept counts this job's snapshots retention left in place; 0 when
+	// it did not run.
+	Kept    int     `json:"kept,omitempty"`
+	Seconds float64 `json:"seconds"`
 }
 
 func (r *Runner) now() time.Time {
