@@ -242,6 +242,52 @@ func TestMetricsPushed(t *testing.T) {
 	})
 }
 
+// TestMetricsBasicAuth: user:password in the URL authenticates the push
+// to a Pushgateway that requires it, and is never logged; without it the
+// push is refused, which is a warning and leaves the exit code alone.
+func TestMetricsBasicAuth(t *testing.T) {
+	pg := testenv.StartPushgateway(t, testenv.WithBasicAuth("ops", "pa55w0rd-xyz"))
+	src := t.TempDir()
+	testenv.MakeTree(t, src)
+	// A store of its own for each run: two backups within one second
+	// would want the same name.
+	newEnv := func() env { e, _ := fileEnv(t, src); return e }
+	group := map[string]string{"job": "snapshot-job", "snapshot": "kubeshark", "verb": "backup"}
+
+	r := runJob(t, newEnv().with("SNAPSHOT_METRICS_PUSHGATEWAY_URL", pg.URL))
+	expect(t, r, 0)
+	if w := pushWarning(r.lines); w == nil || !strings.Contains(w["msg"].(string), "401") {
+		t.Errorf("without credentials: warning %v, want the 401\n%s", w, r)
+	}
+	if g := scrapeGroup(t, pg, group); len(g) != 0 {
+		t.Fatalf("pushed without credentials: %v", g)
+	}
+
+	withCreds := strings.Replace(pg.URL, "http://", "http://ops:pa55w0rd-xyz@", 1)
+	r = runJob(t, newEnv().with("SNAPSHOT_METRICS_PUSHGATEWAY_URL", withCreds, "SNAPSHOT_LOG_LEVEL", "debug"))
+	expect(t, r, 0)
+	if pushWarning(r.lines) != nil || !hasLine(r, "metrics pushed") {
+		t.Errorf("with credentials: not pushed\n%s", r)
+	}
+	if strings.Contains(r.stderr, "pa55w0rd") || strings.Contains(r.stderr, "ops:") {
+		t.Errorf("the Pushgateway credentials were logged:\n%s", r.stderr)
+	}
+	if g := scrapeGroup(t, pg, group); g[metrics.ExitCode] != 0 || g[metrics.LastSuccess] == 0 || len(g) != len(allSeries)+1 {
+		t.Errorf("group %v", g)
+	}
+
+	// A wrong password: refused, and the run's failure code stays.
+	wrong := strings.Replace(pg.URL, "http://", "http://ops:not-it@", 1)
+	r = runJob(t, newEnv().with("SNAPSHOT_METRICS_PUSHGATEWAY_URL", wrong, "SNAPSHOT_SOURCE_DIR", filepath.Join(src, "missing")))
+	expect(t, r, 4)
+	if w := pushWarning(r.lines); w == nil || w["exit_code"] != float64(4) {
+		t.Errorf("wrong password: warning %v\n%s", w, r)
+	}
+	if strings.Contains(r.stderr, "not-it") {
+		t.Errorf("the password was logged:\n%s", r.stderr)
+	}
+}
+
 func hasLine(r jobResult, msg string) bool {
 	for _, l := range r.lines {
 		if l["msg"] == msg {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // PushgatewayBin is where Debian's prometheus-pushgateway package puts
@@ -28,11 +30,23 @@ type Pushgateway struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	out    *syncBuffer
+	// user and password are the basic-auth credentials every request
+	// needs, when set (WithBasicAuth).
+	user, password string
+}
+
+// PushgatewayOption changes how StartPushgateway runs the server.
+type PushgatewayOption func(*Pushgateway)
+
+// WithBasicAuth makes the Pushgateway refuse every request (401) without
+// these basic-auth credentials.
+func WithBasicAuth(user, password string) PushgatewayOption {
+	return func(p *Pushgateway) { p.user, p.password = user, password }
 }
 
 // StartPushgateway starts the Pushgateway on a free port and waits until
 // it is ready. It fails the test when the binary is missing.
-func StartPushgateway(t testing.TB) *Pushgateway {
+func StartPushgateway(t testing.TB, opts ...PushgatewayOption) *Pushgateway {
 	t.Helper()
 	bin := PushgatewayBin
 	if _, err := os.Stat(bin); err != nil {
@@ -47,7 +61,25 @@ func StartPushgateway(t testing.TB) *Pushgateway {
 			t.Fatal(err)
 		}
 		p := &Pushgateway{URL: fmt.Sprintf("http://127.0.0.1:%d", port), out: &syncBuffer{}}
-		p.cmd = exec.Command(bin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--log.level=warn")
+		for _, o := range opts {
+			o(p)
+		}
+		// Debian's build persists to /var/lib/prometheus by default: an
+		// empty file keeps the metrics in memory only, so that no test
+		// sees another's groups.
+		p.cmd = exec.Command(bin, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", port), "--persistence.file=", "--log.level=warn")
+		if p.user != "" {
+			hash, err := bcrypt.GenerateFromPassword([]byte(p.password), bcrypt.MinCost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The exporter toolkit's web configuration.
+			web := filepath.Join(t.TempDir(), "web.yml")
+			if err := os.WriteFile(web, fmt.Appendf(nil, "basic_auth_users:\n  %s: %s\n", p.user, hash), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p.cmd.Args = append(p.cmd.Args, "--web.config.file="+web)
+		}
 		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if lastErr = p.start(); lastErr == nil {
@@ -78,7 +110,7 @@ func (p *Pushgateway) start() error {
 			return fmt.Errorf("exited early: %s", tail(p.out.String(), 2000))
 		default:
 		}
-		resp, err := http.Get(p.URL + "/-/ready")
+		resp, err := p.get("/-/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -94,10 +126,21 @@ func (p *Pushgateway) start() error {
 	}
 }
 
+func (p *Pushgateway) get(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, p.URL+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.user != "" {
+		req.SetBasicAuth(p.user, p.password)
+	}
+	return http.DefaultClient.Do(req)
+}
+
 // Scrape returns the Pushgateway's /metrics as Prometheus scrapes it.
 func (p *Pushgateway) Scrape(t testing.TB) string {
 	t.Helper()
-	resp, err := http.Get(p.URL + "/metrics")
+	resp, err := p.get("/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
