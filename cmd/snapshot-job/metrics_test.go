@@ -211,6 +211,33 @@ func TestMetricsPushed(t *testing.T) {
 		}
 	})
 
+	t.Run("Prune", func(t *testing.T) {
+		fe, store := fileEnv(t, src)
+		fe = fe.with("SNAPSHOT_METRICS_PUSHGATEWAY_URL", pg.URL, "SNAPSHOT_NAME", "pruned", "SNAPSHOT_RETENTION_KEEP_LAST", "1")
+		os.MkdirAll(filepath.Join(store, "snapshots"), 0o755)
+		for _, k := range []string{"pruned-20260101T000000Z.tar.zst", "pruned-20260102T000000Z.tar.zst", "pruned-20260103T000000Z.tar.zst", "other-20260101T000000Z.tar.zst"} {
+			os.WriteFile(filepath.Join(store, "snapshots", k), []byte("x"), 0o644)
+		}
+		own := map[string]string{"job": "snapshot-job", "snapshot": "pruned", "verb": "prune"}
+		for _, tc := range []struct {
+			dry           string
+			deleted, kept float64
+		}{{"true", 0, 3}, {"false", 2, 1}} {
+			before := time.Now()
+			expect(t, runJob(t, fe.with("SNAPSHOT_RETENTION_DRY_RUN", tc.dry), "prune"), 0)
+			after := time.Now()
+			checkRun(t, scrapeGroup(t, pg, own), 0, before, after, map[string]float64{
+				metrics.Deleted: tc.deleted, metrics.Kept: tc.kept, metrics.SourceBytes: 0, metrics.StoredBytes: 0,
+			})
+			if m := termination(t, fe); m["kept"] != tc.kept {
+				t.Errorf("dry run %s: termination message %v, want kept %v", tc.dry, m, tc.kept)
+			}
+		}
+		if f := storeFiles(t, store); len(f) != 2 {
+			t.Errorf("store holds %q, want the newest and the other job's", f)
+		}
+	})
+
 	t.Run("ConfigErrorPushesExit2", func(t *testing.T) {
 		fe, store := fileEnv(t, src)
 		fe = fe.with("SNAPSHOT_METRICS_PUSHGATEWAY_URL", pg.URL, "SNAPSHOT_NAME", "bad", "SNAPSHOT_UPLOAD_CONCURRENCY", "lots")
