@@ -21,22 +21,22 @@ import (
 
 // Config is everything the job reads from the environment. Field tags name
 // the variable after the SNAPSHOT_ prefix; each store provider's settings
-// are its own Config type, read under its tag (AWS, AZBLOB, FILE).
+// are its own Config type, read under its tag (AWS, AZBLOB, FILE). The
+// metrics settings come before the numbers: envconfig stops at the first
+// value it cannot parse, and a run stopped by a bad number still pushes
+// its exit code 2.
 type Config struct {
 	// AllowUnknown comes first: envconfig stops at the first value it
 	// cannot parse, and the unknown-variable check needs this one.
 	AllowUnknown bool `envconfig:"ALLOW_UNKNOWN"`
 	// ProviderDetected: SNAPSHOT_CLOUD_PROVIDER was unset and Provider was
 	// chosen from the one provider whose settings are present.
-	ProviderDetected bool   `ignored:"true"`
-	Provider         string `envconfig:"CLOUD_PROVIDER"`
-	Prefix           string `envconfig:"CLOUD_PREFIX"`
-	SourceDir        string `envconfig:"SOURCE_DIR" default:"/snapshots"`
-	Name             string `envconfig:"NAME" default:"snapshot"`
-	Mode             string `envconfig:"MODE" default:"backup"`
-	// Metrics come before the numbers: envconfig stops at the first value
-	// it cannot parse, and a run stopped by a bad number still pushes its
-	// exit code 2.
+	ProviderDetected  bool             `ignored:"true"`
+	Provider          string           `envconfig:"CLOUD_PROVIDER"`
+	Prefix            string           `envconfig:"CLOUD_PREFIX"`
+	SourceDir         string           `envconfig:"SOURCE_DIR" default:"/snapshots"`
+	Name              string           `envconfig:"NAME" default:"snapshot"`
+	Mode              string           `envconfig:"MODE" default:"backup"`
 	Metrics           metrics.Config   `envconfig:"METRICS"`
 	CompressionLevel  string           `envconfig:"COMPRESSION_LEVEL" default:"fastest"`
 	UploadConcurrency int              `envconfig:"UPLOAD_CONCURRENCY" default:"4"`

@@ -77,10 +77,8 @@ type Result struct {
 	SourceBytes int64    `json:"source_bytes,omitempty"`
 	Entries     int64    `json:"entries,omitempty"`
 	Deleted     []string `json:"deleted,omitempty"`
-	// Kept counts this job's snapshots retention left in place; 0 when
-	// it did not run.
-	Kept    int     `json:"kept,omitempty"`
-	Seconds float64 `json:"seconds"`
+	Kept        int      `json:"kept,omitempty"` // this job's snapshots retention left in place; 0 when it did not run
+	Seconds     float64  `json:"seconds"`
 }
 
 func (r *Runner) now() time.Time {
