@@ -36,14 +36,14 @@ func TestMisspeltSafetySettingsStop(t *testing.T) {
 
 func TestOtherUnknownNamesWarn(t *testing.T) {
 	for name, want := range map[string]string{
-		"SNAPSHOT_AWS_BUKET":              "did you mean SNAPSHOT_AWS_BUCKET?",
-		"SNAPSHOT_CLOUD_PREFX":            "did you mean SNAPSHOT_CLOUD_PREFIX?",
-		"snapshot_name":                   "did you mean SNAPSHOT_NAME?",
-		"SNAPSHOT_ALLOW_UNKNWON":          "did you mean SNAPSHOT_ALLOW_UNKNOWN?",
-		"SNAPSHOT_RESTORE_KYE":            "did you mean SNAPSHOT_RESTORE_KEY?",
-		"SNAPSHOT_GCS_BUCKET":             "variable SNAPSHOT_GCS_BUCKET is not supported by this version of snapshot-job and is ignored",
-		"SNAPSHOT_METRICS_PUSHGATEWAY_UR": "did you mean SNAPSHOT_METRICS_PUSHGATEWAY_URL?",
-		"SNAPSHOT_ENCRYPTION_IDENTITY":    "is not supported by this version",
+		"SNAPSHOT_AWS_BUKET":               "did you mean SNAPSHOT_AWS_BUCKET?",
+		"SNAPSHOT_CLOUD_PREFX":             "did you mean SNAPSHOT_CLOUD_PREFIX?",
+		"snapshot_name":                    "did you mean SNAPSHOT_NAME?",
+		"SNAPSHOT_ALLOW_UNKNWON":           "did you mean SNAPSHOT_ALLOW_UNKNOWN?",
+		"SNAPSHOT_RESTORE_KYE":             "did you mean SNAPSHOT_RESTORE_KEY?",
+		"SNAPSHOT_GCS_BUCKET":              "variable SNAPSHOT_GCS_BUCKET is not supported by this version of snapshot-job and is ignored",
+		"SNAPSHOT_METRICS_PUSHGATEWAY_UTL": "did you mean SNAPSHOT_METRICS_PUSHGATEWAY_URL?",
+		"SNAPSHOT_ENCRYPTION_IDENTITY":     "is not supported by this version",
 		// Kubernetes service links of a Service named "snapshot": far
 		// from every name, so never taken for a safety setting.
 		"SNAPSHOT_PORT":                "the nearest known name is",
