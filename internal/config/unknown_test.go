@@ -43,7 +43,7 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 		"SNAPSHOT_RESTORE_KYE":             "did you mean SNAPSHOT_RESTORE_KEY?",
 		"SNAPSHOT_GCS_BUKET":               "did you mean SNAPSHOT_GCS_BUCKET?",
 		"SNAPSHOT_GCS_CREDENTIAL_JSON":     "did you mean SNAPSHOT_GCS_CREDENTIALS_JSON?",
-		"SNAPSHOT_METRICS_PUSHGATEWAY_URL": "is not supported by this version",
+		"SNAPSHOT_METRICS_PUSHGATEWAY_UTL": "did you mean SNAPSHOT_METRICS_PUSHGATEWAY_URL?",
 		"SNAPSHOT_ENCRYPTION_IDENTITY":     "is not supported by this version",
 		// Kubernetes service links of a Service named "snapshot": far
 		// from every name, so never taken for a safety setting.
