@@ -241,6 +241,31 @@ func gcsFaults(t *testing.T, fx *gcsFixture) {
 		fx.nothingLeft(t, b)
 	})
 
+	t.Run("SigtermDuringCompose", func(t *testing.T) {
+		e, b := fx.setup(t, src)
+		proxy := testenv.StartFaultProxy(t, f.Endpoint())
+		var a attempts
+		proxy.SetRule(func(r *http.Request, _ int) testenv.Fault {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/compose") && a.next("compose") == 1 {
+				// The server composes the snapshot; the job never hears.
+				return testenv.Fault{HoldResponse: time.Minute}
+			}
+			return testenv.Fault{}
+		})
+		j := startJob(t, e.with("SNAPSHOT_GCS_ENDPOINT", proxy.URL))
+		waitRequest(t, proxy, func(r string) bool { return strings.HasPrefix(r, "POST /") && strings.Contains(r, "/compose") })
+		time.Sleep(300 * time.Millisecond)
+		if code := j.signal(t, syscall.SIGTERM); code != 143 {
+			t.Fatalf("exit %d, want 143\n%s", code, j.stderr.String())
+		}
+		// The snapshot the compose made is this run's (its upload token):
+		// deleted, with the parts.
+		fx.nothingLeft(t, b)
+		if !strings.Contains(j.stderr.String(), "deleted the object of an interrupted upload") {
+			t.Errorf("the log does not say the composed snapshot was deleted:\n%s", j.stderr.String())
+		}
+	})
+
 	t.Run("AlteredInTransit", func(t *testing.T) {
 		e, _ := fx.setup(t, src)
 		expect(t, runJob(t, e), 0)

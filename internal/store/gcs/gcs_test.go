@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -259,5 +260,53 @@ func TestDeadEndpointIsTransfer(t *testing.T) {
 	err := s.Check(t.Context(), store.Write)
 	if !errors.Is(err, store.ErrTransfer) {
 		t.Fatalf("Check: %v; want ErrTransfer", err)
+	}
+}
+
+// TestCheckWithoutBucketMetadata: an identity refused the bucket's
+// attributes (403, as for one with object roles only) but allowed to list
+// passes the check, which says so; refused both, it is ErrAccess naming
+// the roles. The 403s come from a fault proxy: the emulator has no IAM.
+func TestCheckWithoutBucketMetadata(t *testing.T) {
+	f := startFake(t)
+	p := testenv.StartFaultProxy(t, f.Endpoint())
+	var logged bytes.Buffer
+	s, err := New(t.Context(), Config{Bucket: testBucket, Endpoint: p.URL, CheckPrefix: "snapshots/"},
+		store.Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tm = fastTiming()
+	denied := `{"error":{"code":403,"message":"snapshots@p.iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket."}}`
+	attrs := func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Path == "/storage/v1/b/"+testBucket }
+	list := func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Path == "/storage/v1/b/"+testBucket+"/o" }
+	p.SetRule(func(r *http.Request, _ int) testenv.Fault {
+		if attrs(r) {
+			return testenv.Fault{Status: 403, Body: denied, Header: http.Header{"Content-Type": {"application/json"}}}
+		}
+		return testenv.Fault{}
+	})
+	if err := s.Check(t.Context(), store.Write); err != nil {
+		t.Fatalf("Check with list access: %v", err)
+	}
+	if !strings.Contains(logged.String(), "storage.buckets.get") || !strings.Contains(logged.String(), "prefix=snapshots/") {
+		t.Errorf("the log does not say the list was used:\n%s", logged.String())
+	}
+	var sawList bool
+	for _, r := range p.Requests() {
+		sawList = sawList || (strings.HasPrefix(r, "GET /storage/v1/b/"+testBucket+"/o?") && strings.Contains(r, "prefix=snapshots%2F") && strings.Contains(r, "maxResults=1"))
+	}
+	if !sawList {
+		t.Errorf("no one-object list under the prefix among %q", p.Requests())
+	}
+	p.SetRule(func(r *http.Request, _ int) testenv.Fault {
+		if attrs(r) || list(r) {
+			return testenv.Fault{Status: 403, Body: denied, Header: http.Header{"Content-Type": {"application/json"}}}
+		}
+		return testenv.Fault{}
+	})
+	err = s.Check(t.Context(), store.Write)
+	if !errors.Is(err, store.ErrAccess) || !strings.Contains(err.Error(), "roles/storage.objectAdmin") {
+		t.Fatalf("Check refused both: %v", err)
 	}
 }
