@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -119,7 +120,17 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	if s.concurrency < 1 {
 		return nil, fmt.Errorf("%w: upload concurrency %d is below 1", setting.ErrInvalid, opts.Concurrency)
 	}
-	endpoint, plainHTTP, err := apiEndpoint(cfg.Endpoint)
+	ep := cfg.Endpoint
+	if host := os.Getenv("STORAGE_EMULATOR_HOST"); ep == "" && host != "" {
+		// The Google client's own emulator variable would redirect the
+		// requests behind the job's back (with tokens, over plain HTTP):
+		// take it as the endpoint instead, under the same rules.
+		ep = host
+		if !strings.Contains(host, "://") {
+			ep = "http://" + host
+		}
+	}
+	endpoint, plainHTTP, err := apiEndpoint(ep)
 	if err != nil {
 		return nil, err
 	}

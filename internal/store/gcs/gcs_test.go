@@ -310,3 +310,18 @@ func TestCheckWithoutBucketMetadata(t *testing.T) {
 		t.Fatalf("Check refused both: %v", err)
 	}
 }
+
+// TestEmulatorHostIsTheEndpoint: STORAGE_EMULATOR_HOST, the Google
+// client's own variable, is taken as the endpoint (plain HTTP, no
+// credentials sent) when SNAPSHOT_GCS_ENDPOINT is unset.
+func TestEmulatorHostIsTheEndpoint(t *testing.T) {
+	f := startFake(t)
+	t.Setenv("STORAGE_EMULATOR_HOST", strings.TrimPrefix(f.Endpoint(), "http://"))
+	s := newTestStore(t, Config{Bucket: testBucket}, 5<<20, 2)
+	if s.CredentialMethod() != MethodNone || s.String() != "gs://"+testBucket+" ("+f.Endpoint()+")" {
+		t.Fatalf("method %q, store %s", s.CredentialMethod(), s)
+	}
+	if err := s.Check(t.Context(), store.Read); err != nil {
+		t.Fatal(err)
+	}
+}
