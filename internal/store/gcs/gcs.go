@@ -136,7 +136,7 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	}
 	base := newTransport(s.concurrency, opts.StallTimeout)
 	hc := &http.Client{Transport: base}
-	clientOpts := []option.ClientOption{storage.WithDisabledClientMetrics(), option.WithUserAgent("snapshot-job/" + opts.Version)}
+	clientOpts := []option.ClientOption{storage.WithDisabledClientMetrics(), option.WithUserAgent("snapshot-job/" + opts.Version), option.WithLogger(quiet)}
 	if endpoint != "" {
 		s.endpoint = strings.TrimSuffix(endpoint, "/storage/v1/")
 		// Reads go through the JSON API too: the XML API's paths depend
