@@ -97,6 +97,17 @@ type Store interface {
 	// returned reader wrap ErrTransfer when the store failed.
 	Get(ctx context.Context, key string) (io.ReadCloser, Object, error)
 
+	// GetRange opens the n bytes of key that start at offset off, with one
+	// native range request (resumed where it stopped if the body is cut).
+	// The range is clipped to the object: a range partly past the end
+	// gives the bytes up to the end, a range that starts at or past the
+	// end gives an empty reader, and n == 0 gives an empty reader; none of
+	// these is an error, so the caller checks how many bytes it got. A
+	// missing key gives an error wrapping ErrNotFound (also for n == 0 and
+	// for ranges past the end); a negative off or n is an error. Errors
+	// from the returned reader wrap ErrTransfer when the store failed.
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+
 	// List returns every object whose key starts with prefix, in any order.
 	List(ctx context.Context, prefix string) ([]Object, error)
 
@@ -106,6 +117,14 @@ type Store interface {
 	// String names the store for logs, e.g. "s3://bucket (eu-west-1)".
 	// It never includes secrets.
 	String() string
+}
+
+// CheckRange refuses a range GetRange cannot mean.
+func CheckRange(key string, off, n int64) error {
+	if off < 0 || n < 0 {
+		return fmt.Errorf("reading %s: invalid range: offset %d, length %d", key, off, n)
+	}
+	return nil
 }
 
 // Options are what every provider's New takes besides its own settings.
