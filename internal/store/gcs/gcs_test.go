@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,8 +280,12 @@ func TestCheckWithoutBucketMetadata(t *testing.T) {
 	}
 	s.tm = fastTiming()
 	denied := `{"error":{"code":403,"message":"snapshots@p.iam.gserviceaccount.com does not have storage.buckets.get access to the Google Cloud Storage bucket."}}`
-	attrs := func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Path == "/storage/v1/b/"+testBucket }
-	list := func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Path == "/storage/v1/b/"+testBucket+"/o" }
+	attrs := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && r.URL.Path == "/storage/v1/b/"+testBucket
+	}
+	list := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && r.URL.Path == "/storage/v1/b/"+testBucket+"/o"
+	}
 	p.SetRule(func(r *http.Request, _ int) testenv.Fault {
 		if attrs(r) {
 			return testenv.Fault{Status: 403, Body: denied, Header: http.Header{"Content-Type": {"application/json"}}}
@@ -324,4 +330,54 @@ func TestEmulatorHostIsTheEndpoint(t *testing.T) {
 	if err := s.Check(t.Context(), store.Read); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestGetRangeResumes: a range whose body is cut mid-read is resumed where
+// it stopped, and the resumed read asks for the generation the first one
+// read, so that it cannot mix two objects.
+func TestGetRangeResumes(t *testing.T) {
+	f := startFake(t)
+	p := testenv.StartFaultProxy(t, f.Endpoint())
+	s := newTestStore(t, Config{Bucket: testBucket, Endpoint: p.URL}, 5<<20, 2)
+	key := "range/kubeshark-20261126T031500Z.tar.zst"
+	want := storetest.Payload(3<<20, 9)
+	f.PutObject(t, testBucket, key, want)
+	gen := f.Attrs(t, testBucket, key).Generation
+	var a attemptCounter
+	p.SetRule(func(r *http.Request, _ int) testenv.Fault {
+		if r.Method == http.MethodGet && r.URL.Query().Get("alt") == "media" && a.next() == 1 {
+			return testenv.Fault{CutAfter: 100000}
+		}
+		return testenv.Fault{}
+	})
+	rc, err := s.GetRange(t.Context(), key, 1000, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, want[1000:1000+2<<20]) {
+		t.Fatalf("read %d bytes, %v; want the range", len(got), err)
+	}
+	var media []string
+	for _, r := range p.Requests() {
+		if strings.Contains(r, "alt=media") {
+			media = append(media, r)
+		}
+	}
+	if len(media) != 2 || !strings.Contains(media[1], fmt.Sprintf("generation=%d", gen)) {
+		t.Fatalf("range requests %q: want two, the second pinned to generation %d", media, gen)
+	}
+}
+
+type attemptCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *attemptCounter) next() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	return c.n
 }
