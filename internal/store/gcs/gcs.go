@@ -58,7 +58,6 @@ type Store struct {
 	method      string
 	identity    string // the key's client_email, for logs and hints
 	checkPrefix string
-	jsonReads   bool // reads use the JSON API (custom endpoints)
 	log         *slog.Logger
 	partSize    int64
 	concurrency int
@@ -136,14 +135,17 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	}
 	base := newTransport(s.concurrency, opts.StallTimeout)
 	hc := &http.Client{Transport: base}
-	clientOpts := []option.ClientOption{storage.WithDisabledClientMetrics(), option.WithUserAgent("snapshot-job/" + opts.Version), option.WithLogger(quiet)}
+	// Reads go through the JSON API too, wherever the endpoint: the XML
+	// API's paths depend on the host name (emulators and proxies route
+	// them by Host), so only the JSON API's reads are the ones the tests
+	// run.
+	clientOpts := []option.ClientOption{
+		storage.WithDisabledClientMetrics(), storage.WithJSONReads(),
+		option.WithUserAgent("snapshot-job/" + opts.Version), option.WithLogger(quiet),
+	}
 	if endpoint != "" {
 		s.endpoint = strings.TrimSuffix(endpoint, "/storage/v1/")
-		// Reads go through the JSON API too: the XML API's paths depend
-		// on the host name (emulators and proxies route them by Host),
-		// the JSON API's do not.
-		clientOpts = append(clientOpts, option.WithEndpoint(endpoint), storage.WithJSONReads())
-		s.jsonReads = true
+		clientOpts = append(clientOpts, option.WithEndpoint(endpoint))
 	}
 	key := []byte(cfg.CredentialsJSON.Reveal())
 	var creds *auth.Credentials
