@@ -19,7 +19,12 @@ const maxWindow = 128 << 20
 
 // entryFunc handles one validated entry. name is cleaned and relative;
 // body reads the entry's content and its errors are already classified.
+// It returns errNotSelected for an entry it leaves out on purpose, which
+// the statistics then do not count.
 type entryFunc func(h *tar.Header, name string, body io.Reader) error
+
+// errNotSelected: the entry was validated but not restored.
+var errNotSelected = errors.New("entry not selected")
 
 // streamInfo is what the reader learnt about the zstd framing.
 type streamInfo struct {
@@ -98,6 +103,13 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		body := &bodyReader{r: tr, progress: progress}
 		switch vd.act {
 		case actRestore:
+			err := fn(h, vd.name, body)
+			if err == errNotSelected {
+				break
+			}
+			if err != nil {
+				return fail(err)
+			}
 			switch h.Typeflag {
 			case tar.TypeDir:
 				st.Dirs++
@@ -108,9 +120,6 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 			default:
 				st.Files++
 				st.Bytes += h.Size
-			}
-			if err := fn(h, vd.name, body); err != nil {
-				return fail(err)
 			}
 		case actSkipType:
 			skip("skipped an entry of a type that is never restored", vd.name, "type", string(h.Typeflag))
