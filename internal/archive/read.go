@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // maxWindow bounds the memory a hostile frame header can make the decoder
@@ -51,10 +49,7 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 	var info streamInfo
 	src := &sourceReader{r: r}
 	frames := newFrameInspector(src)
-	zr, err := zstd.NewReader(frames,
-		zstd.WithDecoderConcurrency(concurrency),
-		zstd.WithDecoderMaxWindow(maxWindow),
-	)
+	zr, err := newFrameDecoder(frames, DecodeWorkers(concurrency))
 	if err != nil {
 		return st, info, err
 	}
