@@ -41,9 +41,12 @@ func DecodeWorkers(concurrency int) int {
 
 // DecodeMemory is what decoding holds with workers frames at once:
 // workers + 2 frames in flight, each its compressed bytes and its
-// content.
+// content (16 MiB and a little for 8 MiB frames, counted as 17), whatever
+// the stream holds: a frame that does not fit goes to the streaming
+// decoder, whose window (up to 8 MiB as Write makes them) fits in the
+// same room.
 func DecodeMemory(workers int) int64 {
-	return int64(workers+2) * (maxParallelCompressed + maxParallelFrame)
+	return int64(workers+2) * 17 << 20
 }
 
 // frameDecoder decodes a zstd stream whose frames are independent, as
@@ -67,7 +70,8 @@ type frameDecoder struct {
 	buf    []byte // the rest of cur's content
 	stream *zstd.Decoder
 	err    error
-	free   chan []byte
+	free   chan []byte // recycled content buffers
+	freeIn chan []byte // recycled compressed buffers
 }
 
 type dframe struct {
@@ -81,10 +85,11 @@ type dframe struct {
 func newFrameDecoder(r io.Reader, workers int) (*frameDecoder, error) {
 	workers = max(workers, 1)
 	d := &frameDecoder{
-		order: make(chan *dframe, workers+1),
-		work:  make(chan *dframe, workers),
-		done:  make(chan struct{}),
-		free:  make(chan []byte, workers+2),
+		order:  make(chan *dframe, workers+1),
+		work:   make(chan *dframe, workers),
+		done:   make(chan struct{}),
+		free:   make(chan []byte, workers+2),
+		freeIn: make(chan []byte, workers+2),
 	}
 	for range workers {
 		dec, err := zstd.NewReader(nil,
@@ -115,6 +120,11 @@ func (d *frameDecoder) worker(dec *zstd.Decoder) {
 			if f.err == nil && int64(len(f.out)) != declaredSize(f.in) {
 				f.err = fmt.Errorf("zstd frame declares %d bytes of content but holds %d", declaredSize(f.in), len(f.out))
 			}
+			select {
+			case d.freeIn <- f.in[:0]:
+			default:
+			}
+			f.in = nil
 			close(f.ready)
 		case <-d.done:
 			return
@@ -182,7 +192,15 @@ func (d *frameDecoder) split(r io.Reader) {
 			d.streamRest(hdr[:hl], r)
 			return
 		}
-		in := append(make([]byte, 0, 64<<10), hdr[:hl]...)
+		var in []byte
+		select {
+		case in = <-d.freeIn:
+		default:
+			// Full size at once: growing would copy, and pages never
+			// written take no memory.
+			in = make([]byte, 0, maxParallelCompressed)
+		}
+		in = append(in, hdr[:hl]...)
 		in, tooBig, err := readBlocks(r, in, hdr[4]&0x04 != 0)
 		if err != nil {
 			d.fail(err)
