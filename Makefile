@@ -125,7 +125,7 @@ test:
 ## scripts/fuzz.sh says what counts as a finding)
 FUZZTIME ?= 5s
 FUZZ_TARGETS := \
-	./internal/archive:FuzzExtract ./internal/archive:FuzzExtractRaw \
+	./internal/archive:FuzzExtract ./internal/archive:FuzzExtractRaw ./internal/archive:FuzzFrameDecoder \
 	./internal/setting:FuzzParseSize ./internal/setting:FuzzParseDuration ./internal/config:FuzzLoad \
 	./internal/snapname:FuzzParse ./internal/retention:FuzzPlan ./internal/retention:FuzzMatch
 fuzz:

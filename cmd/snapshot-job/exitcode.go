@@ -63,6 +63,8 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 			return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
 		}
 		return exitNothing, "no snapshot to " + verb + ": check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME (list shows the snapshots under the prefix)"
+	case errors.Is(err, archive.ErrNoMatch):
+		return exitNothing, "no entry of the snapshot matches SNAPSHOT_RESTORE_PATHS and nothing was written: check the paths against the snapshot's entries (they are relative to the restore directory, as stored), or leave the variable empty to restore everything"
 	case errors.Is(err, job.ErrNotEmpty):
 		return exitNothing, "the restore directory holds data: set SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip to leave it, or overwrite to replace entries of the same name"
 	case errors.Is(err, volume.ErrBusy):

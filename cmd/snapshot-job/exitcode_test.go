@@ -42,6 +42,7 @@ func TestClassify(t *testing.T) {
 		{wrap(job.ErrNothingToRestore), 8},
 		{wrap(store.ErrNotFound, job.ErrNothingToRestore), 8},
 		{wrap(job.ErrNotEmpty), 8},
+		{wrap(archive.ErrNoMatch), 8},
 		{wrap(store.ErrNotFound, job.ErrKeyNotFound), 8},
 		{wrap(volume.ErrBusy), 9},
 		{context.DeadlineExceeded, 5},

@@ -32,10 +32,8 @@ const (
 	// baseBytes is the rest of the process: the runtime, goroutine
 	// stacks, the SDKs' clients, the walk, per-request garbage.
 	baseBytes = 64 << 20
-	// decoderBytes is what a restore or verify holds besides its ranges:
-	// the zstd decoder's history and blocks in flight for frames of up to
-	// 8 MiB, and the extraction's 4 MiB of write-behind.
-	decoderBytes = 32 << 20
+	// writeBehindBytes is the extraction's write-behind.
+	writeBehindBytes = 4 << 20
 	// unlimitedV1 is where cgroup v1 reports "no limit" (the largest page
 	// multiple); anything above it is no limit either.
 	unlimitedV1 = 1 << 62
@@ -209,7 +207,9 @@ func (p planner) backup(estimate int64) (memPlan, error) {
 func (p planner) read() (memPlan, error) {
 	rng := store.PartSize(0, 0, 0, 0, p.partSize)
 	need := func(ranges int) int64 {
-		n := int64(baseBytes + decoderBytes)
+		// The decoder: frames in flight on every core (up to
+		// archive.MaxDecodeWorkers), see archive.DecodeMemory.
+		n := int64(baseBytes+writeBehindBytes) + archive.DecodeMemory(archive.DecodeWorkers(p.workers))
 		if p.store.buffered {
 			n += int64(ranges+p.store.getExtra) * rng
 		}

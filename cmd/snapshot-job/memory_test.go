@@ -166,12 +166,13 @@ func TestReadPlan(t *testing.T) {
 		ranges   int
 		bytes    int64
 	}{
-		{"s3", 0, 4, 96*mi + 5*16*mi},
-		{"s3", 512 * mi, 4, 96*mi + 5*16*mi},
-		{"s3", 96*mi + 3*16*mi, 2, 96*mi + 3*16*mi},
-		{"azblob", 96*mi + 2*16*mi + 1, 1, 96*mi + 2*16*mi},
-		{"gcs", 0, 4, 96*mi + 5*16*mi},
-		{"file", 100 * mi, 0, 96 * mi},
+		// 64 MiB base, 4 of write-behind, (2 + 2) × 17 of frames.
+		{"s3", 0, 4, 136*mi + 5*16*mi},
+		{"s3", 512 * mi, 4, 136*mi + 5*16*mi},
+		{"s3", 136*mi + 3*16*mi, 2, 136*mi + 3*16*mi},
+		{"azblob", 136*mi + 2*16*mi + 1, 1, 136*mi + 2*16*mi},
+		{"gcs", 0, 4, 136*mi + 5*16*mi},
+		{"file", 140 * mi, 0, 136 * mi},
 	} {
 		t.Run(fmt.Sprintf("%s-%d", tc.provider, tc.limit), func(t *testing.T) {
 			plan, err := testPlanner(tc.provider, tc.limit).read()
@@ -183,9 +184,9 @@ func TestReadPlan(t *testing.T) {
 			}
 		})
 	}
-	_, err := testPlanner("s3", 100*mi).read()
-	if !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "needs 128 MiB even with one range in flight") {
-		t.Errorf("100 MiB: %v", err)
+	_, err := testPlanner("s3", 140*mi).read()
+	if !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "needs 168 MiB even with one range in flight") {
+		t.Errorf("140 MiB: %v", err)
 	}
 }
 

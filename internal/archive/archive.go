@@ -28,6 +28,9 @@ var (
 	// ErrUnsafe: the archive would write outside the target or through a
 	// link (exit 7).
 	ErrUnsafe = errors.New("archive unsafe")
+	// ErrNoMatch: a restore limited to some paths found no entry that
+	// matches them (exit 8, nothing to restore); nothing was written.
+	ErrNoMatch = errors.New("no entry of the snapshot matches SNAPSHOT_RESTORE_PATHS")
 )
 
 // Levels are the accepted compression level names.

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -123,6 +124,80 @@ func BenchmarkExtract(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecodeWorkers: decompression alone, on one core and on every
+// core (the parallel frame decoder against itself at 1 worker).
+func BenchmarkDecodeWorkers(b *testing.B) {
+	_, tarData, zst := benchData(b)
+	// What restore used before: klauspost's stream decoder.
+	b.Run("stream", func(b *testing.B) {
+		b.SetBytes(int64(len(tarData)))
+		b.ReportAllocs()
+		for b.Loop() {
+			d, err := zstd.NewReader(bytes.NewReader(zst), zstd.WithDecoderMaxWindow(maxWindow))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, d); err != nil {
+				b.Fatal(err)
+			}
+			d.Close()
+		}
+	})
+	for _, workers := range benchWorkers() {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			b.SetBytes(int64(len(tarData)))
+			b.ReportAllocs()
+			for b.Loop() {
+				d, err := newFrameDecoder(bytes.NewReader(zst), workers)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.Copy(io.Discard, d); err != nil {
+					b.Fatal(err)
+				}
+				d.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkExtractWorkers: a whole restore into tmpfs (/dev/shm when
+// there is one: the disk must not set the pace), with one decoding
+// worker and with every core.
+func BenchmarkExtractWorkers(b *testing.B) {
+	_, tarData, zst := benchData(b)
+	base := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		base = "/dev/shm"
+	}
+	for _, workers := range benchWorkers() {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			b.SetBytes(int64(len(tarData)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dir, err := os.MkdirTemp(base, "snapshot-job-bench-restore-")
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, err = Extract(b.Context(), bytes.NewReader(zst), dir, ExtractOptions{noSync: true, Token: "bench", Concurrency: workers})
+				b.StopTimer()
+				os.RemoveAll(dir)
+				b.StartTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchWorkers() []int {
+	if n := DecodeWorkers(0); n > 1 {
+		return []int{1, n}
+	}
+	return []int{1}
 }
 
 // tarOnly is Write without compression: the walk, the read-ahead and the

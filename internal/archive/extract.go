@@ -43,6 +43,12 @@ type ExtractOptions struct {
 	// Progress, if set, is advanced by the content bytes written into
 	// the staging directory.
 	Progress *atomic.Int64
+	// Paths, if set, limits the restore to the entries it matches and
+	// their parent directories (with their metadata from the archive).
+	// Every other entry is still read and validated, so an archive a
+	// full restore would refuse is refused, but not written. A selection
+	// that matches nothing fails with ErrNoMatch before anything moves.
+	Paths *Paths
 
 	// noSync skips syncfs and fsync, which fuzzing cannot afford.
 	noSync bool
@@ -181,7 +187,13 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		return Stats{}, fmt.Errorf("%w: %s: %w", ErrTarget, filepath.Join(dir, staging), err)
 	}
 	x.w = newFileWriter(opts.Progress)
-	st, info, err := readArchive(ctx, r, opts.Concurrency, log, opts.limits, nil, x.entry)
+	fn := x.entry
+	var sel *selection
+	if opts.Paths != nil {
+		sel = &selection{paths: opts.Paths, x: x, log: log, pending: map[string]dirHeader{}}
+		fn = sel.entry
+	}
+	st, info, err := readArchive(ctx, r, opts.Concurrency, log, opts.limits, nil, fn)
 	// Every file must be written and closed before the staging
 	// directory is moved or removed.
 	if werr := x.w.wait(); err == nil {
@@ -193,6 +205,9 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		if err != nil {
 			err = context.Cause(ctx)
 		}
+	}
+	if err == nil && sel != nil {
+		err = sel.finish()
 	}
 	if err != nil {
 		abort()

@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
-
-	"github.com/klauspost/compress/zstd"
 )
 
 // maxWindow bounds the memory a hostile frame header can make the decoder
@@ -19,7 +17,12 @@ const maxWindow = 128 << 20
 
 // entryFunc handles one validated entry. name is cleaned and relative;
 // body reads the entry's content and its errors are already classified.
+// It returns errNotSelected for an entry it leaves out on purpose, which
+// the statistics then do not count.
 type entryFunc func(h *tar.Header, name string, body io.Reader) error
+
+// errNotSelected: the entry was validated but not restored.
+var errNotSelected = errors.New("entry not selected")
 
 // streamInfo is what the reader learnt about the zstd framing.
 type streamInfo struct {
@@ -46,10 +49,7 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 	var info streamInfo
 	src := &sourceReader{r: r}
 	frames := newFrameInspector(src)
-	zr, err := zstd.NewReader(frames,
-		zstd.WithDecoderConcurrency(concurrency),
-		zstd.WithDecoderMaxWindow(maxWindow),
-	)
+	zr, err := newFrameDecoder(frames, DecodeWorkers(concurrency))
 	if err != nil {
 		return st, info, err
 	}
@@ -98,6 +98,13 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		body := &bodyReader{r: tr, progress: progress}
 		switch vd.act {
 		case actRestore:
+			err := fn(h, vd.name, body)
+			if err == errNotSelected {
+				break
+			}
+			if err != nil {
+				return fail(err)
+			}
 			switch h.Typeflag {
 			case tar.TypeDir:
 				st.Dirs++
@@ -108,9 +115,6 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 			default:
 				st.Files++
 				st.Bytes += h.Size
-			}
-			if err := fn(h, vd.name, body); err != nil {
-				return fail(err)
 			}
 		case actSkipType:
 			skip("skipped an entry of a type that is never restored", vd.name, "type", string(h.Typeflag))

@@ -133,29 +133,13 @@ func (f *frameInspector) field() {
 		f.skipThen(int64(binary.LittleEndian.Uint32(f.hdr[:4])), stMagic)
 	case stDescriptor:
 		d := f.hdr[0]
-		fcsFlag, single, checksum, dictFlag := d>>6, d&0x20 != 0, d&0x04 != 0, d&0x03
+		checksum := d&0x04 != 0
 		f.frames.Add(1)
 		if !checksum {
 			f.unchecked.Add(1)
 		}
 		f.checked = checksum
-		var rest int64
-		if !single {
-			rest++ // window descriptor
-		}
-		rest += [4]int64{0, 1, 2, 4}[dictFlag]
-		switch fcsFlag {
-		case 0:
-			if single {
-				rest++
-			}
-		case 1:
-			rest += 2
-		case 2:
-			rest += 4
-		case 3:
-			rest += 8
-		}
+		rest := frameHeaderRest(d)
 		f.skipThen(rest, stBlockHeader)
 	case stBlockHeader:
 		h := uint32(f.hdr[0]) | uint32(f.hdr[1])<<8 | uint32(f.hdr[2])<<16

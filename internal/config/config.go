@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/metrics"
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
@@ -77,6 +78,10 @@ type Restore struct {
 	Dir        string `envconfig:"DIR"` // defaults to SourceDir
 	IfMissing  string `envconfig:"IF_MISSING" default:"fail"`
 	IfNotEmpty string `envconfig:"IF_NOT_EMPTY" default:"fail"`
+	// Paths is SNAPSHOT_RESTORE_PATHS split at commas; Selection is
+	// what it parses to (nil: everything).
+	Paths     []string       `envconfig:"PATHS"`
+	Selection *archive.Paths `ignored:"true"`
 }
 
 // Verbs and the accepted values of the enumerated variables.
@@ -138,6 +143,7 @@ func Load() (Config, []string, error) {
 	if c.Restore.Dir == "" {
 		c.Restore.Dir = c.SourceDir
 	}
+	c.Restore.Selection, _ = archive.ParsePaths(c.Restore.Paths) // problems() reports the error
 	return c, warnings, setting.Invalid(append(problems, c.problems()...))
 }
 
@@ -253,6 +259,12 @@ func (c Config) problems() []string {
 	}
 	if c.Restore.Key != "latest" {
 		p.Check("RESTORE_KEY", checkRestoreKey(c.Restore.Key))
+	}
+	if _, err := archive.ParsePaths(c.Restore.Paths); err != nil {
+		var pe *archive.PatternError
+		if errors.As(err, &pe) {
+			p.Add("RESTORE_PATHS", "%s", pe.Problem)
+		}
 	}
 	p.OneOf("RESTORE_IF_MISSING", c.Restore.IfMissing, IfMissingValues)
 	p.OneOf("RESTORE_IF_NOT_EMPTY", c.Restore.IfNotEmpty, IfNotEmptyValues)

@@ -19,7 +19,7 @@ func TestKnownVariablesCoverContract(t *testing.T) {
 		"SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RETENTION_MAX_AGE", "SNAPSHOT_RETENTION_KEEP_DAILY",
 		"SNAPSHOT_RETENTION_KEEP_WEEKLY", "SNAPSHOT_RETENTION_KEEP_MONTHLY", "SNAPSHOT_RETENTION_DRY_RUN",
 		"SNAPSHOT_RESTORE_KEY", "SNAPSHOT_RESTORE_DIR", "SNAPSHOT_RESTORE_IF_MISSING", "SNAPSHOT_RESTORE_IF_NOT_EMPTY",
-		"SNAPSHOT_LOG_FORMAT", "SNAPSHOT_LOG_LEVEL", "SNAPSHOT_TERMINATION_LOG", "SNAPSHOT_FILE_DIR",
+		"SNAPSHOT_RESTORE_PATHS", "SNAPSHOT_LOG_FORMAT", "SNAPSHOT_LOG_LEVEL", "SNAPSHOT_TERMINATION_LOG", "SNAPSHOT_FILE_DIR",
 		"SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AWS_REGION", "SNAPSHOT_AWS_ACCESS_KEY", "SNAPSHOT_AWS_SECRET_KEY",
 		"SNAPSHOT_AWS_ROLE_ARN", "SNAPSHOT_AWS_EXTERNAL_ID", "SNAPSHOT_AWS_ENDPOINT", "SNAPSHOT_AWS_FORCE_PATH_STYLE",
 		"SNAPSHOT_AWS_SSE", "SNAPSHOT_AWS_SSE_KMS_KEY_ID", "SNAPSHOT_AWS_STORAGE_CLASS", "SNAPSHOT_AWS_ROLE_SESSION_NAME",
@@ -133,6 +133,10 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_UPLOAD_CONCURRENCY", "four"}, []string{"SNAPSHOT_UPLOAD_CONCURRENCY", "whole number"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_NAME", "My_Snap"}, []string{"SNAPSHOT_NAME"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RESTORE_IF_NOT_EMPTY", "replace"}, []string{"SNAPSHOT_RESTORE_IF_NOT_EMPTY", "fail, skip, overwrite"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RESTORE_PATHS", "node-1,../etc"}, []string{"SNAPSHOT_RESTORE_PATHS: item 2 \"../etc\"", ".."}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RESTORE_PATHS", "/node-1"}, []string{"SNAPSHOT_RESTORE_PATHS: item 1", "absolute"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RESTORE_PATHS", "a,,b"}, []string{"SNAPSHOT_RESTORE_PATHS: item 2", "empty"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RESTORE_PATHS", "node-[1"}, []string{"SNAPSHOT_RESTORE_PATHS: item 1", "not a valid glob"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "s3"}, []string{"SNAPSHOT_AWS_BUCKET: is required"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "s3", "SNAPSHOT_AWS_BUCKET", "b", "SNAPSHOT_AWS_ACCESS_KEY", "AKIA"}, []string{"SNAPSHOT_AWS_SECRET_KEY"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "azblob"}, []string{"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT: is required", "SNAPSHOT_AZBLOB_CONTAINER: is required"}},
@@ -235,5 +239,25 @@ func TestProviderDetection(t *testing.T) {
 		if (tc.provider == "") != errors.Is(err, setting.ErrInvalid) {
 			t.Errorf("%q: err = %v", tc.env, err)
 		}
+	}
+}
+
+func TestRestorePaths(t *testing.T) {
+	setenv(t, append(append([]string{}, fileBase...), "SNAPSHOT_RESTORE_PATHS", " node-1/** , */pcapdump/*.pcap,./node-2/logs/ ")...)
+	c, _, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Restore.Selection.Patterns(), []string{"node-1/**", "*/pcapdump/*.pcap", "node-2/logs"}; !slices.Equal(got, want) {
+		t.Errorf("patterns = %q, want %q", got, want)
+	}
+	if !c.Restore.Selection.Match("node-3/pcapdump/a.pcap") || c.Restore.Selection.Match("node-3/logs/a.json") {
+		t.Error("the selection does not match as parsed")
+	}
+
+	setenv(t, fileBase...)
+	c, _, err = Load()
+	if err != nil || c.Restore.Selection != nil {
+		t.Errorf("unset: selection %v, err %v; want nil (everything)", c.Restore.Selection, err)
 	}
 }

@@ -26,9 +26,12 @@ func KnownVariables() []string {
 // isSafety reports whether name is a safety setting: one whose absence
 // makes the job delete or overwrite more than it was told to (retention,
 // its dry run, what a restore does about a missing snapshot or a full
-// target). A misspelt safety setting stops the run.
+// target, which paths it restores). A misspelt safety setting stops the run.
 func isSafety(name string) bool {
-	return strings.HasPrefix(name, setting.Prefix+"_RETENTION_") || strings.HasPrefix(name, setting.Prefix+"_RESTORE_IF_")
+	// A misspelt SNAPSHOT_RESTORE_PATHS would restore (and, with
+	// IF_NOT_EMPTY=overwrite, replace) the whole snapshot.
+	return strings.HasPrefix(name, setting.Prefix+"_RETENTION_") || strings.HasPrefix(name, setting.Prefix+"_RESTORE_IF_") ||
+		name == setting.Prefix+"_RESTORE_PATHS"
 }
 
 // notInThisVersion are variables of the contract this build does not
@@ -41,7 +44,6 @@ var notInThisVersion = map[string]string{
 	setting.Prefix + "_ENCRYPTION_RECIPIENTS": "backups would be stored unencrypted",
 	setting.Prefix + "_AWS_OBJECT_LOCK_MODE":  "snapshots would be stored without Object Lock",
 	setting.Prefix + "_AWS_OBJECT_LOCK_DAYS":  "snapshots would be stored without Object Lock",
-	setting.Prefix + "_RESTORE_PATHS":         "a restore would extract the whole snapshot",
 }
 
 // UnknownVariables checks the SNAPSHOT_* names of environ (os.Environ's

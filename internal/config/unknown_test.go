@@ -66,10 +66,20 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 // Contract variables this version does not read, where ignoring them
 // would leave the snapshots less protected than asked, stop the run.
 func TestUnsupportedProtectiveSettingsStop(t *testing.T) {
-	for _, name := range []string{"SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_AWS_OBJECT_LOCK_MODE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS", "SNAPSHOT_RESTORE_PATHS"} {
+	for _, name := range []string{"SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_AWS_OBJECT_LOCK_MODE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS"} {
 		w, p := UnknownVariables([]string{name + "=x"}, false)
 		if len(w) != 0 || len(p) != 1 || !strings.Contains(p[0], "not supported by this version") {
 			t.Errorf("%s: warnings %q, problems %q", name, w, p)
+		}
+	}
+}
+
+// A misspelt SNAPSHOT_RESTORE_PATHS would restore the whole snapshot.
+func TestMisspeltRestorePathsStops(t *testing.T) {
+	for _, name := range []string{"SNAPSHOT_RESTORE_PATH", "SNAPSHOT_RESTOR_PATHS"} {
+		w, p := UnknownVariables([]string{name + "=node-1"}, false)
+		if len(w) != 0 || len(p) != 1 || !strings.Contains(p[0], "SNAPSHOT_RESTORE_PATHS") {
+			t.Errorf("%s: warnings %q, problems %q; want one problem naming SNAPSHOT_RESTORE_PATHS", name, w, p)
 		}
 	}
 }

@@ -102,12 +102,17 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 		return res, err
 	}
 	obj := src.obj
-	r.Log.Info("restore started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String(), "dir", dir)
+	if sel := c.Restore.Selection; sel != nil {
+		r.Log.Info("restore started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String(), "dir", dir, "paths", sel.String())
+	} else {
+		r.Log.Info("restore started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String(), "dir", dir)
+	}
 	var read, written atomic.Int64
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "restore", obj.Size,
 		meter{"read_bytes", &read}, meter{"written_bytes", &written})
 	st, err := archive.Extract(ctx, counter{src.rc, &read}, dir, archive.ExtractOptions{
 		Overwrite:    c.Restore.IfNotEmpty == "overwrite",
+		Paths:        c.Restore.Selection,
 		Logger:       r.Log,
 		Progress:     &written,
 		Token:        lock.Token(),

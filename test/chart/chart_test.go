@@ -118,7 +118,7 @@ backup:
   compressionLevel: better
   readOnlyVolume: false
 retention: {keepLast: 7, keepDaily: 14, keepWeekly: 8, keepMonthly: 12, maxAge: 90d, dryRun: true}
-restore: {key: snapshots/kubeshark-20261126T031500Z.tar.zst, ifMissing: fail, ifNotEmpty: overwrite}
+restore: {key: snapshots/kubeshark-20261126T031500Z.tar.zst, ifMissing: fail, ifNotEmpty: overwrite, paths: [node-1, "*/pcapdump/*.pcap"]}
 transfer: {concurrency: 8, partSize: 64MiB, ioTimeout: 5m}
 log: {format: text, level: debug}
 image: {repository: registry.example.com/snapshot-job, digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", pullPolicy: Always}
@@ -413,6 +413,11 @@ func TestDefaults(t *testing.T) {
 	// Restore policies: the hook tolerates an empty bucket and a volume with
 	// data; a manual restore keeps the binary's safe defaults (fail).
 	hook := theContainer(t, pts["hook"])
+	for _, c := range []*corev1.Container{hook, theContainer(t, pts["restore"])} {
+		if _, ok := envOf(c)["SNAPSHOT_RESTORE_PATHS"]; ok {
+			t.Errorf("restore.paths [] sets SNAPSHOT_RESTORE_PATHS; want it unset (everything)")
+		}
+	}
 	for name, want := range map[string]string{"SNAPSHOT_RESTORE_IF_MISSING": "ok", "SNAPSHOT_RESTORE_IF_NOT_EMPTY": "skip"} {
 		if v, _ := envValue(t, hook, name); v != want {
 			t.Errorf("hook %s = %q, want %q", name, v, want)
@@ -851,6 +856,7 @@ func TestEverything(t *testing.T) {
 		"SNAPSHOT_RESTORE_KEY":          "snapshots/kubeshark-20261126T031500Z.tar.zst",
 		"SNAPSHOT_RESTORE_IF_MISSING":   "fail",
 		"SNAPSHOT_RESTORE_IF_NOT_EMPTY": "overwrite",
+		"SNAPSHOT_RESTORE_PATHS":        "node-1,*/pcapdump/*.pcap",
 		"SNAPSHOT_UPLOAD_CONCURRENCY":   "8",
 	} {
 		if v, _ := envValue(t, rc, k); v != want {

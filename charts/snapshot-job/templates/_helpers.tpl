@@ -246,6 +246,7 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 {{- end }}
 {{- else }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_KEY" $v.restore.key $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_PATHS" (join "," ($v.restore.paths | default list)) $x) }}
 {{- if .hook }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.onInstall.ifMissing $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.onInstall.ifNotEmpty $x) }}
