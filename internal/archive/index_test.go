@@ -3,8 +3,8 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/sha256"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash/crc32"
