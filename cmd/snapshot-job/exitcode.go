@@ -54,6 +54,8 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 			return exitIntegrity, "the snapshot is damaged or unsafe and nothing was written; restore an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
 		case "verify":
 			return exitIntegrity, "the snapshot is damaged or unsafe: a restore of it would stop and write nothing; verify the older ones with SNAPSHOT_RESTORE_KEY (list shows them) and take a new backup"
+		case "files":
+			return exitIntegrity, "the snapshot's index or archive is damaged: run verify on it, and list an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
 		}
 		return exitIntegrity, "an integrity check failed and nothing was stored; run the job again, and report it with this log if it happens again"
 	case errors.Is(err, job.ErrKeyNotFound):
