@@ -187,3 +187,41 @@ func TestFilesMissingKey(t *testing.T) {
 		t.Fatalf("Files(latest, none) = %v, want ErrNothingToRestore", err)
 	}
 }
+
+// verify checks the stream against the index when there is one, and
+// still verifies a snapshot without one.
+func TestVerifyUsesTheIndex(t *testing.T) {
+	dir := t.TempDir()
+	r, logs := testRunner(t, fileStore(t, dir))
+	if _, err := r.Backup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Verify(t.Context()); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if !strings.Contains(logs.String(), "indexed=true") {
+		t.Errorf("verify did not use the index:\n%s", logs)
+	}
+	p := filepath.Join(dir, "snaps", "snap-20261126T030000Z.tar.zst")
+	b, _ := os.ReadFile(p)
+	// The index frame sits before the seek table (9-byte footer, 12 bytes
+	// a frame, 8-byte header); a byte in its middle fails its checksum.
+	frames := int(b[len(b)-9]) // fewer than 256 here
+	tableOff := len(b) - (8 + 12*frames + 9)
+	indexSize := int(uint32(b[tableOff+8+12*(frames-1)]) | uint32(b[tableOff+8+12*(frames-1)+1])<<8)
+	b[tableOff-indexSize/2] ^= 0x10
+	os.WriteFile(p, b, 0o644)
+	if _, err := r.Verify(t.Context()); !errors.Is(err, archive.ErrCorrupt) {
+		t.Fatalf("Verify(damaged index) = %v, want ErrCorrupt", err)
+	}
+
+	old, _ := os.ReadFile("testdata/old-snapshot.tar.zst")
+	os.WriteFile(p, old, 0o644)
+	logs.Reset()
+	if _, err := r.Verify(t.Context()); err != nil {
+		t.Fatalf("Verify(no index): %v", err)
+	}
+	if !strings.Contains(logs.String(), "has no index") {
+		t.Errorf("verify of an old snapshot does not say it has no index:\n%s", logs)
+	}
+}
