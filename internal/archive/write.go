@@ -193,13 +193,18 @@ func (a *archiver) begin(name string, size int64) (int64, error) {
 	if err := a.tw.Flush(); err != nil {
 		return 0, err
 	}
-	a.zw.boundary(entryOverhead + int64(len(name)) + (size+511)&^511)
+	if a.zw != nil { // nil: a tar stream without compression (benchmarks)
+		a.zw.boundary(entryOverhead + int64(len(name)) + (size+511)&^511)
+	}
 	return a.cw.n, nil
 }
 
 // record adds the entry just written, whose header started at off, to the
 // index.
 func (a *archiver) record(h *tar.Header, off int64, crc uint32) {
+	if a.index == nil {
+		return
+	}
 	a.index.add(&Entry{
 		Name:         strings.TrimSuffix(h.Name, "/"),
 		Type:         h.Typeflag,
