@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/snapshot-job/snapshot-job/internal/metrics"
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/store/file"
@@ -20,7 +21,10 @@ import (
 
 // Config is everything the job reads from the environment. Field tags name
 // the variable after the SNAPSHOT_ prefix; each store provider's settings
-// are its own Config type, read under its tag (AWS, AZBLOB, FILE).
+// are its own Config type, read under its tag (AWS, AZBLOB, FILE). The
+// metrics settings come before the numbers: envconfig stops at the first
+// value it cannot parse, and a run stopped by a bad number still pushes
+// its exit code 2.
 type Config struct {
 	// AllowUnknown comes first: envconfig stops at the first value it
 	// cannot parse, and the unknown-variable check needs this one.
@@ -33,6 +37,7 @@ type Config struct {
 	SourceDir         string           `envconfig:"SOURCE_DIR" default:"/snapshots"`
 	Name              string           `envconfig:"NAME" default:"snapshot"`
 	Mode              string           `envconfig:"MODE" default:"backup"`
+	Metrics           metrics.Config   `envconfig:"METRICS"`
 	CompressionLevel  string           `envconfig:"COMPRESSION_LEVEL" default:"fastest"`
 	UploadConcurrency int              `envconfig:"UPLOAD_CONCURRENCY" default:"4"`
 	PartSize          setting.Size     `envconfig:"PART_SIZE" default:"16MiB"`
@@ -120,6 +125,7 @@ const (
 func Load() (Config, []string, error) {
 	var c Config
 	err := process(&c)
+	c.Metrics.Namespace = strings.TrimSpace(os.Getenv(metrics.NamespaceVariable))
 	warnings, problems := UnknownVariables(os.Environ(), c.AllowUnknown)
 	if err != nil {
 		return c, warnings, errors.Join(err, setting.Invalid(problems))
@@ -250,7 +256,7 @@ func (c Config) problems() []string {
 	if c.SourceDir == "" {
 		p.Add("SOURCE_DIR", "is empty; use the path of the snapshot volume")
 	}
-	problems := p.List()
+	problems := append(p.List(), c.Metrics.Problems()...)
 	if selected != nil {
 		problems = append(problems, selected.problems()...)
 	}

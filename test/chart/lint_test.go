@@ -98,6 +98,10 @@ func TestSchemaRejects(t *testing.T) {
 		"tmp: {sizeLimit: lots}":                           "sizeLimit",
 		"podLabels: {team: 1}":                             "team",
 		"terminationGracePeriodSeconds: -1":                "terminationGracePeriodSeconds",
+		"metrics: {pushgateway: {url: 'pg:9091'}}":         "url",
+		"metrics: {pushgateway: {url: 'http://a b'}}":      "url",
+		"metrics: {pushgatway: {url: 'http://pg'}}":        "pushgatway",
+		"metrics: {job: 7}":                                "job",
 	} {
 		_, err := renderErr(t, values)
 		if err == nil {
@@ -140,7 +144,8 @@ func TestRenderedVariablesAreKnown(t *testing.T) {
 // knownVariables reads the variable names from internal/config's struct
 // tags (envconfig: nested structs prefix their fields with their own tag),
 // following each store provider's settings (a field of type <pkg>.Config)
-// into internal/store/<pkg>/config.go. The chart's test module does not
+// into internal/store/<pkg>/config.go, and the metrics settings into
+// internal/metrics/config.go. The chart's test module does not
 // import the binary's module, so it reads the source instead.
 func knownVariables(t *testing.T) map[string]bool {
 	t.Helper()
@@ -180,9 +185,13 @@ func knownVariables(t *testing.T) map[string]bool {
 			}
 			if sel, ok := field.Type.(*ast.SelectorExpr); ok && sel.Sel.Name == "Config" {
 				if pkg, ok := sel.X.(*ast.Ident); ok {
-					st := structsOf("internal", "store", pkg.Name, "config.go")["Config"]
+					dir := []string{"internal", "store", pkg.Name}
+					if pkg.Name == "metrics" {
+						dir = []string{"internal", "metrics"}
+					}
+					st := structsOf(append(dir, "config.go")...)["Config"]
 					if st == nil {
-						t.Fatalf("type Config not found in internal/store/%s/config.go", pkg.Name)
+						t.Fatalf("type Config not found in %s/config.go", filepath.Join(dir...))
 					}
 					walk(prefix+name+"_", st)
 					continue
@@ -197,7 +206,7 @@ func knownVariables(t *testing.T) map[string]bool {
 	}
 	walk("SNAPSHOT_", root)
 	// Guard the parser itself: names the contract fixes must be found.
-	for _, n := range []string{"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AZBLOB_STORAGE_KEY", "SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RESTORE_IF_NOT_EMPTY"} {
+	for _, n := range []string{"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_METRICS_PUSHGATEWAY_URL", "SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AZBLOB_STORAGE_KEY", "SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RESTORE_IF_NOT_EMPTY"} {
 		if !known[n] {
 			t.Fatalf("known variables lack %s: the config parser is broken (%d found)", n, len(known))
 		}
