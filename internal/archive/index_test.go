@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -248,4 +249,73 @@ func TestOpenIndexDamaged(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOpenIndex feeds arbitrary object tails to OpenIndex and Entries:
+// they must fail with ErrCorrupt or ErrNoIndex, never panic, never
+// allocate by what a hostile size or count claims.
+func FuzzOpenIndex(f *testing.F) {
+	dir := f.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.pcap"), []byte("pcap"), 0o644)
+	os.Mkdir(filepath.Join(dir, "d"), 0o755)
+	os.Symlink("a.pcap", filepath.Join(dir, "d", "l"))
+	var buf bytes.Buffer
+	if _, err := Write(f.Context(), &buf, dir, WriteOptions{}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add(appendSeekTable(nil, []seekEntry{{csize: 1 << 31, dsize: 1 << 31}, {csize: 10}}))
+	f.Add(appendSeekTable(nil, nil))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ix, err := OpenIndex(t.Context(), &bytesRanger{b: data}, int64(len(data)))
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNoIndex) {
+				t.Fatalf("OpenIndex: %v", err)
+			}
+			return
+		}
+		var last int64 = -1
+		_, err = ix.Entries(t.Context(), func(e *Entry) error {
+			if e.HeaderOffset <= last || e.DataOffset+e.Size > ix.TarSize() {
+				t.Fatalf("entry %q at %d/%d passed the checks (previous at %d, stream %d)", e.Name, e.HeaderOffset, e.DataOffset, last, ix.TarSize())
+			}
+			last = e.HeaderOffset
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Entries: %v", err)
+		}
+	})
+}
+
+// FuzzIndexRecords feeds arbitrary records (compressed here, so that the
+// fuzzer works on the records rather than on zstd's framing) to the index
+// parser: ErrCorrupt or success, never a panic, never an allocation by a
+// hostile length.
+func FuzzIndexRecords(f *testing.F) {
+	iw, _ := newIndexWriter()
+	iw.add(&Entry{Name: "node-1", Type: tar.TypeDir, Mode: 0o755, HeaderOffset: 0, DataOffset: 512})
+	iw.add(&Entry{Name: "node-1/a.pcap", Type: tar.TypeReg, Mode: 0o644, Size: 5, HeaderOffset: 512, DataOffset: 1536, CRC32C: 7})
+	frame, _ := iw.frame(4096)
+	zr, _ := zstd.NewReader(bytes.NewReader(frame[skippableHdrSize+len(indexMagic):]))
+	seed, _ := io.ReadAll(zr)
+	zr.Close()
+	f.Add(seed, int64(4096))
+	f.Add([]byte{0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0}, int64(1024))
+	f.Add([]byte{'0', 0xff, 0xff, 0xff, 0xff, 0x0f}, int64(1<<40))
+	f.Fuzz(func(t *testing.T, records []byte, tarSize int64) {
+		payload := fuzzEncoder.EncodeAll(records, nil)
+		obj := binary.LittleEndian.AppendUint32(nil, indexFrameMagic)
+		obj = binary.LittleEndian.AppendUint32(obj, uint32(len(indexMagic)+len(payload)))
+		obj = append(append(obj, indexMagic...), payload...)
+		_, err := readIndex(bytes.NewReader(obj), int64(len(obj)), tarSize, func(e *Entry) error {
+			if e.DataOffset+e.Size > tarSize || len(e.Name) > MaxNameLength {
+				t.Fatalf("entry %q passed the checks", e.Name)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("readIndex: %v", err)
+		}
+	})
 }
