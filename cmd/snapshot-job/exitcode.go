@@ -64,7 +64,11 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 		if verb == "restore" {
 			return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
 		}
-		return exitNothing, "no snapshot to " + verb + ": check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME (list shows the snapshots under the prefix)"
+		what := "no snapshot to " + verb
+		if verb == "files" {
+			what = "no snapshot to list the files of"
+		}
+		return exitNothing, what + ": check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME (list shows the snapshots under the prefix)"
 	case errors.Is(err, job.ErrNotEmpty):
 		return exitNothing, "the restore directory holds data: set SNAPSHOT_RESTORE_IF_NOT_EMPTY=skip to leave it, or overwrite to replace entries of the same name"
 	case errors.Is(err, volume.ErrBusy):

@@ -152,3 +152,22 @@ func s3FilesFetchesTail(t *testing.T, fx *s3Fixture) {
 		t.Errorf("log does not say the index was used:\n%s", r.stderr)
 	}
 }
+
+// files on a prefix without snapshots, on a key that does not exist and
+// on a damaged index: the exit codes of the contract.
+func TestFilesExitCodes(t *testing.T) {
+	src := t.TempDir()
+	e, _ := fileCloud{}.setup(t, src)
+	expect(t, runJob(t, e, "files"), 8, "no snapshot to list the files of")
+	expect(t, runJob(t, e.with("SNAPSHOT_RESTORE_KEY", "snapshots/kubeshark-20260101T000000Z.tar.zst"), "files"), 8)
+	os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
+	expect(t, runJob(t, e), 0)
+	objs, _ := filepath.Glob(filepath.Join(e["SNAPSHOT_FILE_DIR"], "snapshots", "*.tar.zst"))
+	if len(objs) != 1 {
+		t.Fatalf("objects %q", objs)
+	}
+	b, _ := os.ReadFile(objs[0])
+	b[len(b)-9] ^= 0x7f // the footer's frame count
+	os.WriteFile(objs[0], b, 0o644)
+	expect(t, runJob(t, e, "files"), 7)
+}
