@@ -37,10 +37,6 @@ func isSafety(name string) bool {
 // for, the reason is given and the run stops as for a misspelt safety
 // setting. A name stops mattering here once a Config field reads it.
 var notInThisVersion = map[string]string{
-	setting.Prefix + "_GCS_BUCKET":            "",
-	setting.Prefix + "_GCS_PROJECT":           "",
-	setting.Prefix + "_GCS_CREDENTIALS_JSON":  "",
-	setting.Prefix + "_GCS_ENDPOINT":          "",
 	setting.Prefix + "_ENCRYPTION_IDENTITY":   "",
 	setting.Prefix + "_ENCRYPTION_RECIPIENTS": "backups would be stored unencrypted",
 	setting.Prefix + "_AWS_OBJECT_LOCK_MODE":  "snapshots would be stored without Object Lock",

@@ -1,6 +1,6 @@
 // Package store defines what the job needs of a snapshot store.
 //
-// Each provider lives in its own sub-package (file, s3, azblob) and
+// Each provider lives in its own sub-package (file, s3, azblob, gcs) and
 // implements Store; every one is laid out alike (see storetest's package
 // documentation for how to add one). Providers translate their own
 // failures into the sentinel errors below so that the command can turn
