@@ -126,6 +126,7 @@ test:
 FUZZTIME ?= 5s
 FUZZ_TARGETS := \
 	./internal/archive:FuzzExtract ./internal/archive:FuzzExtractRaw ./internal/archive:FuzzFrameDecoder \
+	./internal/archive:FuzzOpenIndex ./internal/archive:FuzzIndexRecords \
 	./internal/setting:FuzzParseSize ./internal/setting:FuzzParseDuration ./internal/config:FuzzLoad \
 	./internal/snapname:FuzzParse ./internal/retention:FuzzPlan ./internal/retention:FuzzMatch
 fuzz:

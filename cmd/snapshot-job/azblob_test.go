@@ -61,6 +61,7 @@ func TestAzureBinary(t *testing.T) {
 	fx := &azFixture{az: testenv.StartAzurite(t)}
 	az, setup := fx.az, fx.setup
 	cloudTests(t, fx)
+	filesTests(t, fx)
 	t.Run("Faults", func(t *testing.T) { azureFaults(t, fx) })
 
 	t.Run("WrongKey", func(t *testing.T) {

@@ -54,6 +54,8 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 			return exitIntegrity, "the snapshot is damaged or unsafe and nothing was written; restore an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
 		case "verify":
 			return exitIntegrity, "the snapshot is damaged or unsafe: a restore of it would stop and write nothing; verify the older ones with SNAPSHOT_RESTORE_KEY (list shows them) and take a new backup"
+		case "files":
+			return exitIntegrity, "the snapshot's index or archive is damaged: run verify on it, and list an older one with SNAPSHOT_RESTORE_KEY (list shows them)"
 		}
 		return exitIntegrity, "an integrity check failed and nothing was stored; run the job again, and report it with this log if it happens again"
 	case errors.Is(err, job.ErrKeyNotFound):
@@ -62,7 +64,11 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 		if verb == "restore" {
 			return exitNothing, "no snapshot to restore: check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME, or set SNAPSHOT_RESTORE_IF_MISSING=ok to succeed on a fresh install"
 		}
-		return exitNothing, "no snapshot to " + verb + ": check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME (list shows the snapshots under the prefix)"
+		what := "no snapshot to " + verb
+		if verb == "files" {
+			what = "no snapshot to list the files of"
+		}
+		return exitNothing, what + ": check SNAPSHOT_CLOUD_PREFIX and SNAPSHOT_NAME (list shows the snapshots under the prefix)"
 	case errors.Is(err, archive.ErrNoMatch):
 		return exitNothing, "no entry of the snapshot matches SNAPSHOT_RESTORE_PATHS and nothing was written: check the paths against the snapshot's entries (they are relative to the restore directory, as stored), or leave the variable empty to restore everything"
 	case errors.Is(err, job.ErrNotEmpty):

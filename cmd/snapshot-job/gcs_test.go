@@ -68,6 +68,7 @@ func TestGCSBinary(t *testing.T) {
 	fx := &gcsFixture{f: testenv.StartFakeGCS(t)}
 	f, setup := fx.f, fx.setup
 	cloudTests(t, fx)
+	filesTests(t, fx)
 
 	t.Run("SingleStream", func(t *testing.T) {
 		src := t.TempDir()

@@ -36,7 +36,7 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: snapshot-job [backup|restore|list|prune|verify|version] [--json]
+const usage = `usage: snapshot-job [backup|restore|list|prune|verify|files|version] [--json]
 
 Configuration comes from SNAPSHOT_* environment variables; see docs/configuration.md.
 Without a verb, SNAPSHOT_MODE picks one (default backup).
@@ -76,7 +76,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := errors.Join(argErr, cfgErr); err != nil {
 		return finish(log, cfg, res, err, nil, start)
 	}
-	if verb == "list" && cfg.LogFormat == "json" {
+	if (verb == "list" || verb == "files") && cfg.LogFormat == "json" {
 		asJSON = true
 	}
 
@@ -103,6 +103,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		res, err = r.Prune(ctx)
 	case "verify":
 		res, err = r.Verify(ctx)
+	case "files":
+		res, err = r.Files(ctx, asJSON)
 	}
 	return finish(log, cfg, res, err, ctx, start)
 }
@@ -127,7 +129,7 @@ func parseArgs(args []string) (verb string, asJSON bool, err error) {
 		case a == "-h" || a == "--help" || a == "help":
 			return "help", false, nil
 		case strings.HasPrefix(a, "-"):
-			return "", false, fmt.Errorf("%w: unknown flag %q; the only flag is --json (for list), everything else is an environment variable", setting.ErrInvalid, a)
+			return "", false, fmt.Errorf("%w: unknown flag %q; the only flag is --json (for list and files), everything else is an environment variable", setting.ErrInvalid, a)
 		case verb != "":
 			return "", false, fmt.Errorf("%w: more than one verb (%q, %q)", setting.ErrInvalid, verb, a)
 		case !slices.Contains(config.Verbs, a):

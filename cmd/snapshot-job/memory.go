@@ -265,7 +265,7 @@ func planMemory(cfg config.Config, verb string, log *slog.Logger) (config.Config
 		}
 	}
 	switch verb {
-	case "restore", "verify":
+	case "restore", "verify", "files": // files reads a snapshot without an index whole
 		plan, err := p.read()
 		if err != nil {
 			return cfg, nil, err

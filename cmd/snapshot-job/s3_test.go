@@ -74,6 +74,8 @@ func TestS3Binary(t *testing.T) {
 		t.Log("AWS_CA_BUNDLE is not set here; CI sets it")
 	}
 	cloudTests(t, fx)
+	filesTests(t, fx)
+	t.Run("FilesFetchesOnlyTheTail", func(t *testing.T) { s3FilesFetchesTail(t, fx) })
 	t.Run("Faults", func(t *testing.T) { s3Faults(t, fx) })
 
 	t.Run("PruneFailureAfterBackup", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -207,7 +208,8 @@ func tarOnly(ctx context.Context, w io.Writer, dir string) error {
 	if err != nil {
 		return err
 	}
-	a := &archiver{tw: tar.NewWriter(w), log: slog.New(slog.DiscardHandler), links: map[fileID]string{}, buf: make([]byte, 1<<20)}
+	cw := &countWriter{w: w}
+	a := &archiver{tw: tar.NewWriter(cw), cw: cw, log: slog.New(slog.DiscardHandler), links: map[fileID]string{}, buf: make([]byte, 1<<20)}
 	p := startPipeline(ctx, root, ex, walkOptions{}, hintFile)
 	err = a.consume(ctx, p)
 	p.stop()
@@ -226,4 +228,56 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(benchDir)
 	}
 	os.Exit(code)
+}
+
+// BenchmarkFrameSize: what the frame size costs in ratio on the bench
+// dataset, at each level (ratio = tar bytes / object bytes). Smaller
+// frames make partial reads finer and compress worse.
+func BenchmarkFrameSize(b *testing.B) {
+	dir, tarData, _ := benchData(b)
+	for _, level := range []string{"fastest", "default", "better"} {
+		for _, fs := range []int{256 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20, 16 << 20} {
+			b.Run(level+"/"+strconv.Itoa(fs>>10)+"KiB", func(b *testing.B) {
+				l, _ := encoderLevel(level)
+				var out int64
+				for b.Loop() {
+					cw := &countWriter{w: io.Discard}
+					zw, err := newFrameWriter(cw, l, fs, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := zw.Write(tarData); err != nil {
+						b.Fatal(err)
+					}
+					if err := zw.Finish(nil); err != nil {
+						b.Fatal(err)
+					}
+					out = cw.n
+				}
+				b.SetBytes(int64(len(tarData)))
+				b.ReportMetric(float64(len(tarData))/float64(out), "ratio")
+			})
+		}
+	}
+	b.Run("index", func(b *testing.B) {
+		var data bytes.Buffer
+		for b.Loop() {
+			data.Reset()
+			if _, err := Write(b.Context(), &data, dir, WriteOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ix, err := OpenIndex(b.Context(), &bytesRanger{b: data.Bytes()}, int64(data.Len()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := ix.Entries(b.Context(), func(*Entry) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		tail := ix.IndexSize() + int64(8+12*(ix.Frames()+1)+9)
+		b.ReportMetric(float64(n), "entries")
+		b.ReportMetric(float64(ix.IndexSize())/float64(n), "index-bytes/entry")
+		b.ReportMetric(100*float64(tail)/float64(data.Len()), "%tail")
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -28,12 +29,17 @@ type frameWriter struct {
 	freeOut  chan []byte   // recycled output buffers
 	done     chan struct{} // closed when the writer goroutine ends
 
+	// table records every frame written, for the seek table; only the
+	// writer goroutine appends to it until done is closed.
+	table []seekEntry
+
 	mu  sync.Mutex
 	err error
 }
 
 type frame struct {
 	in, out []byte
+	sum     uint32 // low 32 bits of the XXH64 of in
 	ready   chan struct{}
 }
 
@@ -115,6 +121,17 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// boundary is called before an entry of next bytes (headers, content and
+// padding) is written. When the entry would straddle the end of the
+// current frame but fits in a frame of its own, the frame is cut here, so
+// that a small file is always whole in one frame; a larger entry goes on
+// filling the current frame, as cutting would only add a frame.
+func (fw *frameWriter) boundary(next int64) {
+	if len(fw.cur) > 0 && int64(len(fw.cur))+next > int64(fw.size) && next <= int64(fw.size) && fw.failure() == nil {
+		fw.submit()
+	}
+}
+
 // submit starts compressing the current frame. It blocks while `workers`
 // frames are in flight, which is what bounds memory.
 func (fw *frameWriter) submit() {
@@ -130,6 +147,7 @@ func (fw *frameWriter) submit() {
 	}
 	go func() {
 		f.out = fw.enc.EncodeAll(f.in, out[:0])
+		f.sum = uint32(xxhash.Sum64(f.in))
 		close(f.ready)
 	}()
 	fw.cur = fw.buffer()
@@ -145,6 +163,7 @@ func (fw *frameWriter) writeFrames() {
 			if _, err := fw.w.Write(f.out); err != nil {
 				fw.fail(err)
 			}
+			fw.table = append(fw.table, seekEntry{csize: uint32(len(f.out)), dsize: uint32(len(f.in)), sum: f.sum})
 		}
 		select {
 		case fw.free <- f.in:
@@ -164,6 +183,23 @@ func (fw *frameWriter) Close() error {
 		fw.submit()
 	}
 	return fw.Abort()
+}
+
+// Finish is Close followed by the index frame (an encoded skippable
+// frame, or nil for none) and the seek table that lists every frame
+// written, the index frame included.
+func (fw *frameWriter) Finish(index []byte) error {
+	if err := fw.Close(); err != nil {
+		return err
+	}
+	if index != nil {
+		if _, err := fw.w.Write(index); err != nil {
+			return err
+		}
+		fw.table = append(fw.table, seekEntry{csize: uint32(len(index)), dsize: 0, sum: uint32(xxhash.Sum64(nil))})
+	}
+	_, err := fw.w.Write(appendSeekTable(nil, fw.table))
+	return err
 }
 
 // Abort drops what is not yet compressed and waits for the frames in

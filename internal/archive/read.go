@@ -44,7 +44,19 @@ const maxSkipWarnings = 20
 // Errors from r are returned as they are (they are the store's); all
 // other decoding problems wrap ErrCorrupt or ErrUnsafe. progress, if set,
 // is advanced by the content bytes read.
+// entryOffsets is where the entry handed to an entryFunc lies in the tar
+// stream: its first header block and its content.
+type entryOffsets struct {
+	header, data int64
+	total        int64 // the stream's length, once it is read to the end
+}
+
 func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits, progress *atomic.Int64, fn entryFunc) (Stats, streamInfo, error) {
+	return readArchiveAt(ctx, r, concurrency, log, lim, progress, nil, fn)
+}
+
+// readArchiveAt is readArchive that also sets *at before each call of fn.
+func readArchiveAt(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits, progress *atomic.Int64, at *entryOffsets, fn entryFunc) (Stats, streamInfo, error) {
 	var st Stats
 	var info streamInfo
 	src := &sourceReader{r: r}
@@ -54,8 +66,10 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		return st, info, err
 	}
 	defer zr.Close()
-	end := &endReader{r: zr}
+	pos := &countReader{r: zr}
+	end := &endReader{r: pos}
 	tr := tar.NewReader(end)
+	var prevSize int64 // of the entry before, whose padding Next reads first
 	v := newValidator(lim)
 	fail := func(err error) (Stats, streamInfo, error) {
 		if serr := src.failure(); serr != nil {
@@ -78,6 +92,7 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 			return st, info, context.Cause(ctx)
 		}
 		end.mark()
+		before := pos.n
 		h, err := tr.Next()
 		if err == io.EOF {
 			if !end.sawEndMarker() {
@@ -95,6 +110,10 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		if err != nil {
 			return fail(err)
 		}
+		if at != nil {
+			at.header, at.data = before+(512-prevSize%512)%512, pos.n
+		}
+		prevSize = h.Size
 		body := &bodyReader{r: tr, progress: progress}
 		switch vd.act {
 		case actRestore:
@@ -132,8 +151,11 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 	}
 	// Whatever follows the end marker must be zero padding, and the rest
 	// of the stream must still pass its frame checksums.
-	if _, err := io.Copy(zeroWriter{}, zr); err != nil {
+	if _, err := io.Copy(zeroWriter{}, pos); err != nil {
 		return fail(corrupt(err))
+	}
+	if at != nil {
+		at.total = pos.n
 	}
 	if serr := src.failure(); serr != nil {
 		return st, info, serr
@@ -145,6 +167,18 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 		info = streamInfo{frames: n, unchecked: unchecked}
 	}
 	return st, info, nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // skipHeaderOnlyBody passes over the content of a device or FIFO entry

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -122,8 +124,18 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		root.release()
 		return Stats{}, err
 	}
+	iw, err := newIndexWriter()
+	if err != nil {
+		root.release()
+		zw.Abort()
+		return Stats{}, err
+	}
+	cw := &countWriter{w: zw}
 	aw := &archiver{
-		tw:       tar.NewWriter(zw),
+		tw:       tar.NewWriter(cw),
+		cw:       cw,
+		zw:       zw,
+		index:    iw,
 		log:      log,
 		progress: opts.Progress,
 		links:    make(map[fileID]string),
@@ -145,16 +157,97 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 	if err == nil {
 		err = aw.tw.Close()
 	}
+	var index []byte
+	if err == nil {
+		index, err = iw.frame(cw.n)
+	}
 	// Both wait for the frames in flight, a few MiB each.
 	if err != nil {
 		zw.Abort()
 		return aw.st, err
 	}
-	return aw.st, zw.Close()
+	return aw.st, zw.Finish(index)
+}
+
+// countWriter counts the tar stream's bytes: the offsets the index
+// records.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// entryOverhead is what an entry takes in the tar stream beside its
+// content, at most for ordinary names: its header block and a PAX header
+// of two blocks.
+const entryOverhead = 3 * 512
+
+// begin pads the previous entry, lets the frame writer cut a frame before
+// an entry of size content bytes, and returns where its header starts.
+func (a *archiver) begin(name string, size int64) (int64, error) {
+	if err := a.tw.Flush(); err != nil {
+		return 0, err
+	}
+	if a.zw != nil { // nil: a tar stream without compression (benchmarks)
+		a.zw.boundary(entryOverhead + int64(len(name)) + (size+511)&^511)
+	}
+	return a.cw.n, nil
+}
+
+// record adds the entry just written, whose header started at off, to the
+// index.
+func (a *archiver) record(h *tar.Header, off int64, crc uint32) {
+	if a.index == nil {
+		return
+	}
+	a.index.add(&Entry{
+		Name:         strings.TrimSuffix(h.Name, "/"),
+		Type:         h.Typeflag,
+		Mode:         h.Mode,
+		Size:         h.Size,
+		ModTime:      h.ModTime,
+		Uid:          h.Uid,
+		Gid:          h.Gid,
+		Link:         h.Linkname,
+		HeaderOffset: off,
+		DataOffset:   a.dataOff,
+		CRC32C:       crc,
+	})
+}
+
+// writeHeader writes h as a new entry and records it in the index; a
+// regular file's content follows with copyContent, which records it.
+func (a *archiver) writeHeader(h *tar.Header) error {
+	off, err := a.begin(h.Name, h.Size)
+	if err != nil {
+		return err
+	}
+	if err := a.tw.WriteHeader(h); err != nil {
+		return err
+	}
+	a.dataOff = a.cw.n
+	if h.Typeflag == tar.TypeReg {
+		a.hdrOff, a.pending = off, h
+		return nil
+	}
+	a.record(h, off, 0)
+	return nil
 }
 
 type archiver struct {
 	tw       *tar.Writer
+	cw       *countWriter
+	zw       *frameWriter
+	index    *indexWriter
+	hdrOff   int64       // where the header of the file being written starts
+	dataOff  int64       // where the content of the entry being written starts
+	pending  *tar.Header // the file being written, recorded once its content is
+	crc      uint32      // of the file being written
 	log      *slog.Logger
 	progress *atomic.Int64
 	links    map[fileID]string // first name of each multiply-linked file
@@ -195,12 +288,12 @@ func (a *archiver) add(e *entry) error {
 	switch e.kind {
 	case entDir:
 		a.st.Dirs++
-		return a.tw.WriteHeader(header(&e.st, e.rel+"/", tar.TypeDir))
+		return a.writeHeader(header(&e.st, e.rel+"/", tar.TypeDir))
 	case entSymlink:
 		h := header(&e.st, e.rel, tar.TypeSymlink)
 		h.Linkname = e.target
 		a.st.Symlinks++
-		return a.tw.WriteHeader(h)
+		return a.writeHeader(h)
 	case entFile:
 		return a.addFile(e)
 	case entSpecial:
@@ -299,19 +392,25 @@ func (a *archiver) addFile(e *entry) error {
 			h := header(&st, e.rel, tar.TypeLink)
 			h.Linkname = first
 			a.st.HardLinks++
-			return a.tw.WriteHeader(h)
+			return a.writeHeader(h)
 		}
 		a.links[id] = e.rel
 	}
 	h := header(&st, e.rel, tar.TypeReg)
-	if err := a.tw.WriteHeader(h); err != nil {
+	if err := a.writeHeader(h); err != nil {
 		return err
 	}
 	a.st.Files++
 	if a.after != nil {
 		a.after(e.rel)
 	}
-	return a.copyContent(fd, e.rel, h.Size)
+	a.crc = 0
+	if err := a.copyContent(fd, e.rel, h.Size); err != nil {
+		return err
+	}
+	a.record(a.pending, a.hdrOff, a.crc)
+	a.pending = nil
+	return nil
 }
 
 // copyContent writes exactly size bytes of f: the header already promised
@@ -326,6 +425,7 @@ func (a *archiver) copyContent(fd int, rel string, size int64) error {
 			if _, werr := a.tw.Write(chunk[:m]); werr != nil {
 				return werr
 			}
+			a.crc = crc32.Update(a.crc, castagnoli, chunk[:m])
 			n += int64(m)
 			a.st.Bytes += int64(m)
 			if a.progress != nil {
@@ -346,6 +446,7 @@ func (a *archiver) copyContent(fd int, rel string, size int64) error {
 			if _, err := a.tw.Write(a.buf[:m]); err != nil {
 				return err
 			}
+			a.crc = crc32.Update(a.crc, castagnoli, a.buf[:m])
 			left -= m
 		}
 		a.st.Changed++
@@ -361,6 +462,8 @@ func (a *archiver) copyContent(fd int, rel string, size int64) error {
 	}
 	return nil
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // header builds a PAX header by hand rather than with tar.FileInfoHeader,
 // which looks user and group names up: numeric ids are what a restore

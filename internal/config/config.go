@@ -86,7 +86,7 @@ type Restore struct {
 
 // Verbs and the accepted values of the enumerated variables.
 var (
-	Verbs             = []string{"backup", "restore", "list", "prune", "verify", "version"}
+	Verbs             = []string{"backup", "restore", "list", "prune", "verify", "files", "version"}
 	CompressionLevels = []string{"fastest", "default", "better", "best"}
 	IfMissingValues   = []string{"fail", "ok"}
 	IfNotEmptyValues  = []string{"fail", "skip", "overwrite"}

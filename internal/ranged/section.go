@@ -29,6 +29,11 @@ func Section(ctx context.Context, off, n int64, fetch Fetch) (io.ReadCloser, err
 	return s, nil
 }
 
+// maxReopens bounds the fetches of one section even when each makes some
+// progress: a link that drops every connection after a few bytes fails
+// instead of crawling.
+const maxReopens = 32
+
 type section struct {
 	ctx      context.Context
 	off      int64 // next byte to hand out
@@ -36,6 +41,7 @@ type section struct {
 	fetch    Fetch
 	body     io.ReadCloser
 	failures int // consecutive failed attempts without progress
+	reopens  int // in all
 	err      error
 }
 
@@ -89,11 +95,11 @@ func (s *section) drop(err error) {
 		s.err = context.Cause(s.ctx)
 		return
 	}
-	if s.failures >= rangeAttempts {
+	if s.reopens++; s.failures >= rangeAttempts || s.reopens > maxReopens {
 		if !errors.Is(err, store.ErrTransfer) {
 			err = fmt.Errorf("%w: %w", store.ErrTransfer, err)
 		}
-		s.err = fmt.Errorf("bytes from %d: range cut short %d times: %w", s.off, s.failures, err)
+		s.err = fmt.Errorf("bytes from %d: range cut short %d times: %w", s.off, s.reopens, err)
 	}
 }
 

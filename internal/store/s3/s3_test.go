@@ -813,3 +813,64 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		t.Errorf("1 MiB parts: err = %v, want setting.ErrInvalid", err)
 	}
 }
+
+// GetRange resumes a body cut mid-read from where it stopped, pinned to
+// the object it started on; a range that keeps failing is ErrTransfer.
+func TestGetRangeCutIsResumed(t *testing.T) {
+	s := startServer(t)
+	proxy := testenv.StartFaultProxy(t, s.v.Endpoint)
+	st := newStore(t, s.cfg(proxy.URL), store.Options{Concurrency: 2})
+	key := "range/getrange-cut.tar.zst"
+	data := storetest.Payload(200_000, 9)
+	if _, err := st.Put(t.Context(), key, onlyReader{bytes.NewReader(data)}, store.PutOptions{SizeHint: int64(len(data))}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []string
+	proxy.SetRule(func(r *http.Request, _ int) testenv.Fault {
+		rg := r.Header.Get("Range")
+		if r.Method != http.MethodGet || rg == "" {
+			return testenv.Fault{}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, rg)
+		if len(seen) <= 2 {
+			return testenv.Fault{CutAfter: 30_000}
+		}
+		return testenv.Fault{}
+	})
+	rc, err := st.GetRange(t.Context(), key, 1000, 150_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data[1000:151000]) {
+		t.Fatalf("got %d bytes, want the 150000 from 1000", len(got))
+	}
+	mu.Lock()
+	if len(seen) != 3 || seen[0] != "bytes=1000-150999" || seen[2] != "bytes=61000-150999" {
+		t.Errorf("ranges requested: %q", seen)
+	}
+	mu.Unlock()
+
+	proxy.SetRule(func(r *http.Request, n int) testenv.Fault {
+		if r.Method == http.MethodGet && r.Header.Get("Range") != "" {
+			return testenv.Fault{CutAfter: 1000}
+		}
+		return testenv.Fault{}
+	})
+	rc, err = st.GetRange(t.Context(), key, 0, 190_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if !errors.Is(err, store.ErrTransfer) {
+		t.Fatalf("a range cut every time: err = %v, want ErrTransfer", err)
+	}
+}
