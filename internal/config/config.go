@@ -250,6 +250,11 @@ func (c Config) problems() []string {
 	if c.SourceDir == "" {
 		p.Add("SOURCE_DIR", "is empty; use the path of the snapshot volume")
 	}
+	if c.S3.ObjectLock() && c.Provider != "" && c.Provider != s3.Name {
+		// Ignoring them would store snapshots anyone with the job's
+		// credentials can erase, which the operator asked not to.
+		p.Add("AWS_OBJECT_LOCK_MODE", "Object Lock (SNAPSHOT_AWS_OBJECT_LOCK_MODE, SNAPSHOT_AWS_OBJECT_LOCK_DAYS) is not supported for this provider yet (SNAPSHOT_CLOUD_PROVIDER=%s): unset both, or use s3", c.Provider)
+	}
 	problems := p.List()
 	if selected != nil {
 		problems = append(problems, selected.problems()...)

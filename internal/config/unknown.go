@@ -44,8 +44,6 @@ var notInThisVersion = map[string]string{
 	setting.Prefix + "_ENCRYPTION_IDENTITY":     "",
 	setting.Prefix + "_METRICS_PUSHGATEWAY_URL": "",
 	setting.Prefix + "_ENCRYPTION_RECIPIENTS":   "backups would be stored unencrypted",
-	setting.Prefix + "_AWS_OBJECT_LOCK_MODE":    "snapshots would be stored without Object Lock",
-	setting.Prefix + "_AWS_OBJECT_LOCK_DAYS":    "snapshots would be stored without Object Lock",
 	setting.Prefix + "_RESTORE_PATHS":           "a restore would extract the whole snapshot",
 }
 

@@ -65,7 +65,7 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 // Contract variables this version does not read, where ignoring them
 // would leave the snapshots less protected than asked, stop the run.
 func TestUnsupportedProtectiveSettingsStop(t *testing.T) {
-	for _, name := range []string{"SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_AWS_OBJECT_LOCK_MODE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS", "SNAPSHOT_RESTORE_PATHS"} {
+	for _, name := range []string{"SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_RESTORE_PATHS"} {
 		w, p := UnknownVariables([]string{name + "=x"}, false)
 		if len(w) != 0 || len(p) != 1 || !strings.Contains(p[0], "not supported by this version") {
 			t.Errorf("%s: warnings %q, problems %q", name, w, p)
