@@ -35,6 +35,7 @@ cloud:
     sse: aws:kms
     sseKmsKeyId: alias/snap
     storageClass: STANDARD_IA
+    objectLock: {mode: GOVERNANCE, days: 30}
 `,
 	"azblob": `
 cloud:
@@ -468,6 +469,8 @@ func TestS3Inline(t *testing.T) {
 		"SNAPSHOT_AWS_SSE":               "aws:kms",
 		"SNAPSHOT_AWS_SSE_KMS_KEY_ID":    "alias/snap",
 		"SNAPSHOT_AWS_STORAGE_CLASS":     "STANDARD_IA",
+		"SNAPSHOT_AWS_OBJECT_LOCK_MODE":  "GOVERNANCE",
+		"SNAPSHOT_AWS_OBJECT_LOCK_DAYS":  "30",
 	}
 	if !maps.Equal(cm.Data, wantConfig) {
 		t.Errorf("ConfigMap data\n got %v\nwant %v", cm.Data, wantConfig)
@@ -484,6 +487,13 @@ func TestS3Inline(t *testing.T) {
 		}
 		if v, _ := envValue(t, c, "SNAPSHOT_CLOUD_PREFIX"); v != "snapshots/" {
 			t.Errorf("%s: SNAPSHOT_CLOUD_PREFIX = %q", short, v)
+		}
+	}
+
+	// Object Lock: both or neither.
+	for _, half := range []string{"{mode: GOVERNANCE}", "{days: 7}"} {
+		if _, err := renderErr(t, "cloud: {provider: s3, s3: {bucket: b, objectLock: "+half+"}}"); err == nil || !strings.Contains(err.Error(), "set mode and days together") {
+			t.Errorf("objectLock %s: %v, want the chart to refuse it", half, err)
 		}
 	}
 

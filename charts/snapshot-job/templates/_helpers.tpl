@@ -114,6 +114,16 @@ SNAPSHOT_AWS_SSE_KMS_KEY_ID: {{ . | quote }}
 {{- with $s3.storageClass }}
 SNAPSHOT_AWS_STORAGE_CLASS: {{ . | quote }}
 {{- end }}
+{{- $lock := $s3.objectLock | default dict }}
+{{- if ne (empty $lock.mode) (kindIs "invalid" $lock.days) }}
+{{- fail "cloud.s3.objectLock: set mode and days together (or neither)" }}
+{{- end }}
+{{- with $lock.mode }}
+SNAPSHOT_AWS_OBJECT_LOCK_MODE: {{ . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $lock.days) }}
+SNAPSHOT_AWS_OBJECT_LOCK_DAYS: {{ $lock.days | int | toString | quote }}
+{{- end }}
 {{- with $az.storageAccount }}
 SNAPSHOT_AZBLOB_STORAGE_ACCOUNT: {{ . | quote }}
 {{- end }}
