@@ -41,9 +41,7 @@ var notInThisVersion = map[string]string{
 	setting.Prefix + "_GCS_PROJECT":             "",
 	setting.Prefix + "_GCS_CREDENTIALS_JSON":    "",
 	setting.Prefix + "_GCS_ENDPOINT":            "",
-	setting.Prefix + "_ENCRYPTION_IDENTITY":     "",
 	setting.Prefix + "_METRICS_PUSHGATEWAY_URL": "",
-	setting.Prefix + "_ENCRYPTION_RECIPIENTS":   "backups would be stored unencrypted",
 	setting.Prefix + "_RESTORE_PATHS":           "a restore would extract the whole snapshot",
 }
 

@@ -43,7 +43,6 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 		"SNAPSHOT_RESTORE_KYE":             "did you mean SNAPSHOT_RESTORE_KEY?",
 		"SNAPSHOT_GCS_BUCKET":              "variable SNAPSHOT_GCS_BUCKET is not supported by this version of snapshot-job and is ignored",
 		"SNAPSHOT_METRICS_PUSHGATEWAY_URL": "is not supported by this version",
-		"SNAPSHOT_ENCRYPTION_IDENTITY":     "is not supported by this version",
 		// Kubernetes service links of a Service named "snapshot": far
 		// from every name, so never taken for a safety setting.
 		"SNAPSHOT_PORT":                "the nearest known name is",
@@ -65,7 +64,7 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 // Contract variables this version does not read, where ignoring them
 // would leave the snapshots less protected than asked, stop the run.
 func TestUnsupportedProtectiveSettingsStop(t *testing.T) {
-	for _, name := range []string{"SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_RESTORE_PATHS"} {
+	for _, name := range []string{"SNAPSHOT_RESTORE_PATHS"} {
 		w, p := UnknownVariables([]string{name + "=x"}, false)
 		if len(w) != 0 || len(p) != 1 || !strings.Contains(p[0], "not supported by this version") {
 			t.Errorf("%s: warnings %q, problems %q", name, w, p)

@@ -12,7 +12,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
@@ -123,12 +125,14 @@ func (r *Runner) resolve(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if len(snaps) == 0 {
-		return "", fmt.Errorf("%w: no snapshot named %s-<time>%s under %q in %s", ErrNothingToRestore, r.Config.Name, snapname.Ext, r.Config.Prefix, r.Store)
+		return "", fmt.Errorf("%w: no snapshot named %s-<time>%s (or %s%s) under %q in %s", ErrNothingToRestore, r.Config.Name, snapname.Ext, snapname.Ext, snapname.AgeExt, r.Config.Prefix, r.Store)
 	}
 	return snaps[0].Key, nil
 }
 
-// open resolves and opens the snapshot to read.
+// open resolves and opens the snapshot to read. An encrypted one is
+// decrypted with SNAPSHOT_ENCRYPTION_IDENTITY, whose header is read here:
+// a missing or wrong identity fails before the caller touches anything.
 func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) {
 	key, err := r.resolve(ctx)
 	if err != nil {
@@ -141,5 +145,26 @@ func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) 
 		}
 		return nil, obj, fmt.Errorf("%w: %w", ErrNothingToRestore, err)
 	}
-	return rc, obj, err
+	if err != nil || !snapname.Encrypted(key) {
+		return rc, obj, err
+	}
+	var ids archive.Identities
+	if id := r.Config.Encryption.Identity; id != "" {
+		if ids, err = archive.ParseIdentities(id.Reveal()); err != nil {
+			rc.Close()
+			return nil, obj, fmt.Errorf("%w: SNAPSHOT_ENCRYPTION_IDENTITY %w", setting.ErrInvalid, err)
+		}
+	}
+	plain, err := archive.Decrypt(rc, ids)
+	if err != nil {
+		rc.Close()
+		return nil, obj, fmt.Errorf("opening %s: %w", key, err)
+	}
+	return readCloser{plain, rc}, obj, nil
+}
+
+// readCloser reads through a decrypter and closes the object below it.
+type readCloser struct {
+	io.Reader
+	io.Closer
 }

@@ -1,0 +1,190 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"filippo.io/age"
+	"filippo.io/age/agessh"
+	"golang.org/x/crypto/ssh"
+)
+
+// An encrypted snapshot is the tar+zstd stream, byte for byte, inside an
+// age file (age-encryption.org/v1): `age -d -i key | zstd -d | tar -x`
+// restores it with standard tools. age authenticates every 64 KiB chunk
+// and the end of the stream, so a changed, cut or extended object fails
+// to decrypt before anything of it is committed.
+
+// ErrIdentity: an encrypted snapshot cannot be opened with the identity
+// given, because there is none or it is not one of the snapshot's
+// recipients (exit 2: a configuration to fix, not a damaged snapshot).
+var ErrIdentity = errors.New("cannot decrypt the snapshot")
+
+// Recipients are the public keys a backup encrypts to.
+type Recipients []age.Recipient
+
+// Identities are the private keys a restore decrypts with.
+type Identities []age.Identity
+
+// ParseRecipients reads SNAPSHOT_ENCRYPTION_RECIPIENTS: age recipients
+// (age1...) and ssh-ed25519 / ssh-rsa public keys (authorized_keys lines,
+// comment included), separated by commas or line breaks; empty entries
+// and lines starting with '#' are ignored. An error names the entry that
+// is not one, unless the value looks like a private key: that is never
+// echoed. An empty value gives no recipients (encryption off).
+func ParseRecipients(value string) (Recipients, error) {
+	if looksPrivate(value) {
+		return nil, errors.New("holds a private key (AGE-SECRET-KEY-... or an ssh PRIVATE KEY block); recipients are public keys (age1..., ssh-ed25519 ...): the private key belongs only to the restore's SNAPSHOT_ENCRYPTION_IDENTITY")
+	}
+	var rs Recipients
+	n := 0
+	for _, line := range strings.Split(value, "\n") {
+		for _, entry := range strings.Split(line, ",") {
+			entry = strings.TrimSpace(entry)
+			if entry == "" || strings.HasPrefix(entry, "#") {
+				continue
+			}
+			n++
+			r, err := parseRecipient(entry)
+			if err != nil {
+				return nil, fmt.Errorf("entry %d, %s, is not an age recipient (age1...) or an ssh-ed25519/ssh-rsa public key: %w", n, shorten(entry), err)
+			}
+			rs = append(rs, r)
+		}
+	}
+	return rs, nil
+}
+
+func parseRecipient(s string) (age.Recipient, error) {
+	if strings.HasPrefix(s, "ssh-") {
+		r, err := agessh.ParseRecipient(s)
+		if err != nil {
+			// agessh quotes the whole key back; the entry is named once.
+			return nil, errors.New("not a valid ssh-ed25519 or ssh-rsa public key")
+		}
+		return r, nil
+	}
+	rs, err := age.ParseRecipients(strings.NewReader(s))
+	if err != nil {
+		return nil, errors.New("not a valid age recipient")
+	}
+	return rs[0], nil
+}
+
+// shorten quotes a public key for a message, cut to a length that still
+// tells keys apart.
+func shorten(s string) string {
+	const max = 72
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func looksPrivate(s string) bool {
+	u := strings.ToUpper(s)
+	return strings.Contains(u, "AGE-SECRET-KEY-") || strings.Contains(u, "PRIVATE KEY")
+}
+
+// ParseIdentities reads SNAPSHOT_ENCRYPTION_IDENTITY: an age identity
+// file (AGE-SECRET-KEY-1... lines; age-keygen's comment lines are fine)
+// or an unencrypted ssh private key (ed25519 or RSA, PEM as ssh-keygen
+// writes it). Errors never quote the value, nor the parsers' own errors,
+// which might.
+func ParseIdentities(value string) (Identities, error) {
+	value = strings.TrimSpace(value)
+	if strings.Contains(value, "-----BEGIN") {
+		id, err := agessh.ParseIdentity([]byte(value + "\n"))
+		var pm *ssh.PassphraseMissingError
+		switch {
+		case errors.As(err, &pm):
+			return nil, errors.New("is an ssh private key protected by a passphrase, which a job cannot type; use an unencrypted key (ssh-keygen -p -N '' -f key) or an age identity")
+		case err != nil:
+			return nil, errors.New("is not an unencrypted ed25519 or RSA ssh private key, nor an age identity")
+		}
+		return Identities{id}, nil
+	}
+	ids, err := age.ParseIdentities(strings.NewReader(value))
+	if err != nil {
+		return nil, errors.New("is not an age identity (AGE-SECRET-KEY-1..., as age-keygen writes it) nor an unencrypted ssh private key")
+	}
+	return Identities(ids), nil
+}
+
+// Encrypt returns a writer that encrypts to rs into w. Close writes the
+// last chunk; it does not close w.
+func Encrypt(w io.Writer, rs Recipients) (io.WriteCloser, error) {
+	enc, err := age.Encrypt(w, rs...)
+	if err != nil {
+		return nil, fmt.Errorf("starting age encryption: %w", err)
+	}
+	return enc, nil
+}
+
+// EncryptedSize is an upper bound on the age file of n plaintext bytes:
+// the header (a few hundred bytes per recipient, more for RSA), the
+// nonce, and 16 bytes of tag per 64 KiB chunk.
+func EncryptedSize(n int64, rs Recipients) int64 {
+	if n < 0 {
+		return n
+	}
+	return n + (n/(64<<10)+1)*16 + 16 + int64(len(rs)+1)*1024
+}
+
+// Decrypt opens the age file read from r with ids, reading its header.
+// No ids, or none the file was encrypted to, gives ErrIdentity; a header
+// that does not parse or authenticate gives ErrCorrupt. Errors of r
+// itself (the store's) are returned as they are, here and from the
+// reader; every other failure to decrypt the rest wraps ErrCorrupt.
+func Decrypt(r io.Reader, ids Identities) (io.Reader, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: the snapshot is encrypted (age) and SNAPSHOT_ENCRYPTION_IDENTITY is not set", ErrIdentity)
+	}
+	src := &errRecorder{r: r}
+	dr, err := age.Decrypt(src, ids...)
+	if err != nil {
+		if src.err != nil {
+			return nil, src.err
+		}
+		if _, ok := errors.AsType[*age.NoIdentityMatchError](err); ok {
+			// The per-identity errors say nothing an operator can use and
+			// are kept out of the message on principle.
+			return nil, fmt.Errorf("%w: the snapshot is encrypted to other keys than SNAPSHOT_ENCRYPTION_IDENTITY's", ErrIdentity)
+		}
+		return nil, fmt.Errorf("%w: reading the age header: %w", ErrCorrupt, err)
+	}
+	return &decryptReader{r: dr, src: src}, nil
+}
+
+// errRecorder remembers the error of the reader below age, so that a
+// store failure is told from a failed authentication.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+type decryptReader struct {
+	r   io.Reader
+	src *errRecorder
+}
+
+func (d *decryptReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err == nil || err == io.EOF {
+		return n, err
+	}
+	if d.src.err != nil {
+		return n, d.src.err
+	}
+	return n, fmt.Errorf("%w: decrypting: %w (the object was changed or cut after it was written)", ErrCorrupt, err)
+}

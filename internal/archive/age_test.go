@@ -1,0 +1,159 @@
+package archive
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
+)
+
+// sshKeyPair is an ed25519 key as ssh-keygen writes it: the
+// authorized_keys line and the unencrypted OpenSSH PEM.
+func sshKeyPair(t *testing.T) (public, private string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))) + " ops@example", string(pem.EncodeToMemory(block))
+}
+
+func TestParseRecipients(t *testing.T) {
+	a, _ := age.GenerateX25519Identity()
+	b, _ := age.GenerateX25519Identity()
+	sshPub, sshPriv := sshKeyPair(t)
+	rs, err := ParseRecipients(a.Recipient().String() + ", " + b.Recipient().String() + "\n# ops key\n" + sshPub + "\n")
+	if err != nil || len(rs) != 3 {
+		t.Fatalf("ParseRecipients = %d, %v; want 3", len(rs), err)
+	}
+	if rs, err := ParseRecipients(""); err != nil || len(rs) != 0 {
+		t.Errorf("empty: %d, %v", len(rs), err)
+	}
+	_, err = ParseRecipients(a.Recipient().String() + ",age1notakey")
+	if err == nil || !strings.Contains(err.Error(), `entry 2, "age1notakey"`) {
+		t.Errorf("bad entry: %v, want it named", err)
+	}
+	_, err = ParseRecipients("ssh-ed25519 AAAAnotbase64")
+	if err == nil || !strings.Contains(err.Error(), "entry 1") {
+		t.Errorf("bad ssh key: %v", err)
+	}
+	// A private key pasted in the wrong place is refused and not echoed.
+	for _, secret := range []string{a.String(), sshPriv} {
+		_, err = ParseRecipients(secret)
+		if err == nil || !strings.Contains(err.Error(), "holds a private key") {
+			t.Errorf("private key as recipient: %v", err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret[30:50]) {
+			t.Errorf("the private key is in the error: %v", err)
+		}
+	}
+}
+
+func TestParseIdentities(t *testing.T) {
+	a, _ := age.GenerateX25519Identity()
+	_, sshPriv := sshKeyPair(t)
+	keygen := "# created: 2026-12-02T14:00:00Z\n# public key: " + a.Recipient().String() + "\n" + a.String() + "\n"
+	for what, v := range map[string]string{"age-keygen file": keygen, "bare": a.String(), "ssh": sshPriv} {
+		if ids, err := ParseIdentities(v); err != nil || len(ids) != 1 {
+			t.Errorf("%s: %d, %v", what, len(ids), err)
+		}
+	}
+	broken := strings.Replace(a.String(), "AGE-SECRET-KEY-1", "AGE-SECRET-KEY-1Q", 1)
+	for _, v := range []string{broken, "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA" + broken[20:] + "\n-----END OPENSSH PRIVATE KEY-----", a.Recipient().String()} {
+		_, err := ParseIdentities(v)
+		if err == nil {
+			t.Errorf("%.30q accepted", v)
+			continue
+		}
+		if strings.Contains(err.Error(), broken[17:40]) {
+			t.Errorf("the key is in the error: %v", err)
+		}
+	}
+}
+
+func TestEncryptDecrypt(t *testing.T) {
+	a, _ := age.GenerateX25519Identity()
+	other, _ := age.GenerateX25519Identity()
+	sshPub, sshPriv := sshKeyPair(t)
+	rs, err := ParseRecipients(a.Recipient().String() + "," + sshPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 5 chunks
+	var enc bytes.Buffer
+	w, err := Encrypt(&enc, rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(plain)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := EncryptedSize(int64(len(plain)), rs); int64(enc.Len()) > n || n > int64(enc.Len())+4096 {
+		t.Errorf("EncryptedSize = %d for %d bytes stored", n, enc.Len())
+	}
+	for _, id := range []string{a.String(), sshPriv} {
+		ids, err := ParseIdentities(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Decrypt(bytes.NewReader(enc.Bytes()), ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("round trip: %d bytes, %v", len(got), err)
+		}
+	}
+
+	ids, _ := ParseIdentities(a.String())
+	if _, err := Decrypt(bytes.NewReader(enc.Bytes()), nil); !errors.Is(err, ErrIdentity) {
+		t.Errorf("no identity: %v", err)
+	}
+	wrong, _ := ParseIdentities(other.String())
+	if _, err := Decrypt(bytes.NewReader(enc.Bytes()), wrong); !errors.Is(err, ErrIdentity) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("wrong identity: %v", err)
+	}
+	// One byte changed anywhere, or the end cut off: ErrCorrupt, from
+	// the header or from reading.
+	for _, at := range []int{10, enc.Len() / 2, enc.Len() - 1, -1} {
+		b := bytes.Clone(enc.Bytes())
+		if at < 0 {
+			b = b[:len(b)-100]
+		} else {
+			b[at] ^= 1
+		}
+		r, err := Decrypt(bytes.NewReader(b), ids)
+		if err == nil {
+			_, err = io.ReadAll(r)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("damage at %d: %v, want ErrCorrupt", at, err)
+		}
+	}
+	// The store's own failure stays the store's.
+	boom := errors.New("connection reset")
+	r, err := Decrypt(io.MultiReader(bytes.NewReader(enc.Bytes()[:enc.Len()/2]), errReader{boom}), ids)
+	if err == nil {
+		_, err = io.ReadAll(r)
+	}
+	if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("store failure: %v", err)
+	}
+}
