@@ -100,6 +100,8 @@ func TestSchemaRejects(t *testing.T) {
 		"terminationGracePeriodSeconds: -1":                      "terminationGracePeriodSeconds",
 		"cloud: {s3: {objectLock: {mode: governance, days: 1}}}": "mode",
 		"cloud: {s3: {objectLock: {mode: COMPLIANCE, days: 0}}}": "days",
+		"encryption: {recipients: [AGE-SECRET-KEY-1XYZ]}":        "recipients",
+		"encryption: {identity: AGE-SECRET-KEY-1XYZ}":            "identity",
 	} {
 		_, err := renderErr(t, values)
 		if err == nil {

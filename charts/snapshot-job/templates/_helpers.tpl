@@ -230,8 +230,19 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 - name: SNAPSHOT_RETENTION_DRY_RUN
   value: "true"
 {{- end }}
+{{- /* Public keys only: the backup never gets the private key. */}}
+{{- with $v.encryption }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_ENCRYPTION_RECIPIENTS" (join "," (.recipients | default list)) $x) }}
+{{- end }}
 {{- else }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_KEY" $v.restore.key $x) }}
+{{- if and $v.encryption $v.encryption.identitySecret (not (has "SNAPSHOT_ENCRYPTION_IDENTITY" $x)) }}
+- name: SNAPSHOT_ENCRYPTION_IDENTITY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.encryption.identitySecret | quote }}
+      key: {{ $v.encryption.identitySecretKey | default "identity" | quote }}
+{{- end }}
 {{- if .hook }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.onInstall.ifMissing $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.onInstall.ifNotEmpty $x) }}
