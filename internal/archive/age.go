@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
@@ -138,7 +139,12 @@ func EncryptedSize(n int64, rs Recipients) int64 {
 // that does not parse or authenticate gives ErrCorrupt. Errors of r
 // itself (the store's) are returned as they are, here and from the
 // reader; every other failure to decrypt the rest wraps ErrCorrupt.
-func Decrypt(r io.Reader, ids Identities) (io.Reader, error) {
+//
+// The rest is decrypted on a goroutine of its own, a few MiB ahead of
+// the reader, so that decryption (one core) overlaps the parallel zstd
+// decoding instead of taking turns with it. Close stops it; the caller
+// closes r afterwards.
+func Decrypt(r io.Reader, ids Identities) (io.ReadCloser, error) {
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("%w: the snapshot is encrypted (age) and SNAPSHOT_ENCRYPTION_IDENTITY is not set", ErrIdentity)
 	}
@@ -155,7 +161,105 @@ func Decrypt(r io.Reader, ids Identities) (io.Reader, error) {
 		}
 		return nil, fmt.Errorf("%w: reading the age header: %w", ErrCorrupt, err)
 	}
-	return &decryptReader{r: dr, src: src}, nil
+	return newReadAhead(&decryptReader{r: dr, src: src}, aheadBlocks, aheadBlockSize), nil
+}
+
+// Decryption runs this far ahead of the reader: aheadBlocks blocks of
+// aheadBlockSize in flight (16 age chunks each), plus the two the reader
+// and the decrypter hold.
+const (
+	aheadBlocks    = 4
+	aheadBlockSize = 1 << 20
+)
+
+// readAhead reads r on a goroutine into a few blocks, handed over in
+// order; memory is bounded by the blocks, allocated once.
+type readAhead struct {
+	full chan block
+	free chan []byte
+	done chan struct{}
+	exit chan struct{}
+	once sync.Once
+
+	cur, held []byte
+	err       error
+}
+
+var errReadAfterClose = errors.New("read after Close")
+
+type block struct {
+	b   []byte
+	err error
+}
+
+func newReadAhead(r io.Reader, blocks, size int) *readAhead {
+	a := &readAhead{
+		full: make(chan block, blocks),
+		free: make(chan []byte, blocks+2),
+		done: make(chan struct{}),
+		exit: make(chan struct{}),
+	}
+	for range blocks + 2 {
+		a.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(a.exit)
+		for {
+			var b []byte
+			select {
+			case b = <-a.free:
+			case <-a.done:
+				return
+			}
+			n, err := io.ReadFull(r, b)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			select {
+			case a.full <- block{b[:n], err}:
+			case <-a.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *readAhead) Read(p []byte) (int, error) {
+	select {
+	case <-a.done:
+		return 0, errReadAfterClose
+	default:
+	}
+	for len(a.cur) == 0 {
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.held != nil {
+			a.free <- a.held[:cap(a.held)]
+			a.held = nil
+		}
+		select {
+		case blk := <-a.full:
+			a.held, a.cur, a.err = blk.b, blk.b, blk.err
+		case <-a.done:
+			return 0, errReadAfterClose
+		}
+	}
+	n := copy(p, a.cur)
+	a.cur = a.cur[n:]
+	return n, nil
+}
+
+// Close stops the goroutine and waits for it: at most the one read it
+// is in the middle of.
+func (a *readAhead) Close() error {
+	a.once.Do(func() { close(a.done) })
+	<-a.exit
+	return nil
 }
 
 // errRecorder remembers the error of the reader below age, so that a

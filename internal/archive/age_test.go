@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
@@ -191,4 +192,30 @@ func BenchmarkAge(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Closing a decrypter part way stops its goroutine at once.
+func TestDecryptCloseEarly(t *testing.T) {
+	a, _ := age.GenerateX25519Identity()
+	var enc bytes.Buffer
+	w, _ := Encrypt(&enc, Recipients{a.Recipient()})
+	w.Write(make([]byte, 20<<20))
+	w.Close()
+	r, err := Decrypt(bytes.NewReader(enc.Bytes()), Identities{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(r, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if _, err := r.Read(make([]byte, 10)); err == nil {
+		t.Error("Read after Close succeeded")
+	}
 }

@@ -160,11 +160,19 @@ func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) 
 		rc.Close()
 		return nil, obj, fmt.Errorf("opening %s: %w", key, err)
 	}
-	return readCloser{plain, rc}, obj, nil
+	return decrypted{plain, rc}, obj, nil
 }
 
-// readCloser reads through a decrypter and closes the object below it.
-type readCloser struct {
-	io.Reader
-	io.Closer
+// decrypted reads through a decrypter and closes it, then the object
+// below it.
+type decrypted struct {
+	plain io.ReadCloser
+	obj   io.Closer
+}
+
+func (d decrypted) Read(p []byte) (int, error) { return d.plain.Read(p) }
+
+func (d decrypted) Close() error {
+	d.plain.Close()
+	return d.obj.Close()
 }
