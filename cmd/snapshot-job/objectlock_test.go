@@ -78,6 +78,28 @@ func TestS3ObjectLock(t *testing.T) {
 		}
 	})
 
+	// Both features at once, through a multipart upload: the age object
+	// is locked, and the job restores it.
+	t.Run("EncryptedAndLocked", func(t *testing.T) {
+		needAgeCLI(t)
+		key := newAgeKey(t)
+		big := t.TempDir()
+		writeBig(t, filepath.Join(big, "capture.pcap"), 12<<20)
+		ee := le.with("SNAPSHOT_SOURCE_DIR", big, "SNAPSHOT_CLOUD_PREFIX", "encrypted/", "SNAPSHOT_ENCRYPTION_RECIPIENTS", key.recipient)
+		expect(t, runJob(t, ee), 0)
+		keys := v.Keys(t, locked, "encrypted/")
+		if len(keys) != 1 || !strings.HasSuffix(keys[0], ".tar.zst.age") {
+			t.Fatalf("keys %q, want one .tar.zst.age", keys)
+		}
+		out, err := v.Client().GetObjectRetention(t.Context(), &awss3.GetObjectRetentionInput{Bucket: aws.String(locked), Key: &keys[0]})
+		if err != nil || out.Retention.Mode != types.ObjectLockRetentionModeGovernance {
+			t.Errorf("retention of %s: %+v, %v", keys[0], out, err)
+		}
+		dst := filepath.Join(t.TempDir(), "restored")
+		expect(t, runJob(t, ee.with("SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_ENCRYPTION_IDENTITY", key.identity), "restore"), 0)
+		testenv.CompareTrees(t, big, dst, testenv.IsLock)
+	})
+
 	t.Run("NoLockOnBucket", func(t *testing.T) {
 		r := runJob(t, e.with("SNAPSHOT_AWS_OBJECT_LOCK_MODE", "COMPLIANCE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS", "7"))
 		expect(t, r, 3, "does not have Object Lock enabled", "SNAPSHOT_AWS_OBJECT_LOCK_MODE")
