@@ -292,3 +292,58 @@ func (d *decryptReader) Read(p []byte) (int, error) {
 	}
 	return n, fmt.Errorf("%w: decrypting: %w (the object was changed or cut after it was written)", ErrCorrupt, err)
 }
+
+// DecryptAt opens the age file of size bytes in src for random access:
+// it returns the plaintext as an io.ReaderAt and its size. Opening reads
+// the header and the last chunk (age authenticates the plaintext's size
+// by it); each ReadAt then reads only the 64 KiB chunks it covers, each
+// authenticated, so a reader of an index fetches what it needs and no
+// more. Errors are classified as Decrypt's: ErrIdentity, ErrCorrupt, or
+// src's own error unchanged.
+func DecryptAt(src io.ReaderAt, size int64, ids Identities) (io.ReaderAt, int64, error) {
+	if len(ids) == 0 {
+		return nil, 0, fmt.Errorf("%w: the snapshot is encrypted (age) and SNAPSHOT_ENCRYPTION_IDENTITY is not set", ErrIdentity)
+	}
+	ra, n, err := age.DecryptReaderAt(markedAt{src}, size, ids...)
+	if err != nil {
+		return nil, 0, classifyAt(err, "opening")
+	}
+	return plainAt{ra}, n, nil
+}
+
+// markedAt marks the errors of the store's reader, so that they are told
+// from authentication failures after age wrapped or passed them on.
+type markedAt struct{ r io.ReaderAt }
+
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+func (m markedAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := m.r.ReadAt(p, off)
+	if err != nil && err != io.EOF {
+		err = &sourceError{err}
+	}
+	return n, err
+}
+
+type plainAt struct{ r io.ReaderAt }
+
+func (p plainAt) ReadAt(b []byte, off int64) (int, error) {
+	n, err := p.r.ReadAt(b, off)
+	if err != nil && err != io.EOF {
+		err = classifyAt(err, "decrypting")
+	}
+	return n, err
+}
+
+func classifyAt(err error, op string) error {
+	if se, ok := errors.AsType[*sourceError](err); ok {
+		return se.err
+	}
+	if _, ok := errors.AsType[*age.NoIdentityMatchError](err); ok {
+		return fmt.Errorf("%w: the snapshot is encrypted to other keys than SNAPSHOT_ENCRYPTION_IDENTITY's", ErrIdentity)
+	}
+	return fmt.Errorf("%w: %s: %w (the object was changed or cut after it was written)", ErrCorrupt, op, err)
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,5 +218,75 @@ func TestDecryptCloseEarly(t *testing.T) {
 	}
 	if _, err := r.Read(make([]byte, 10)); err == nil {
 		t.Error("Read after Close succeeded")
+	}
+}
+
+// countingAt counts the bytes read through it.
+type countingAt struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type failingAt struct{ err error }
+
+func (f failingAt) ReadAt([]byte, int64) (int, error) { return 0, f.err }
+
+func TestDecryptAt(t *testing.T) {
+	a, _ := age.GenerateX25519Identity()
+	other, _ := age.GenerateX25519Identity()
+	plain := make([]byte, 10<<20)
+	rand.Read(plain)
+	var enc bytes.Buffer
+	w, _ := Encrypt(&enc, Recipients{a.Recipient()})
+	w.Write(plain)
+	w.Close()
+	src := &countingAt{r: bytes.NewReader(enc.Bytes())}
+	ra, n, err := DecryptAt(src, int64(enc.Len()), Identities{a})
+	if err != nil || n != int64(len(plain)) {
+		t.Fatalf("DecryptAt = %d, %v", n, err)
+	}
+	opened := src.n.Load()
+	got := make([]byte, 1000)
+	off := int64(5<<20 + 12345)
+	if _, err := ra.ReadAt(got, off); err != nil || !bytes.Equal(got, plain[off:off+1000]) {
+		t.Fatalf("ReadAt: %v, or other bytes", err)
+	}
+	// The range lies in one 64 KiB chunk: one chunk fetched, not the file.
+	if read := src.n.Load() - opened; read > 2*(64<<10+16) {
+		t.Errorf("a 1000-byte read fetched %d bytes", read)
+	}
+	if opened > 64<<10+16+8192 {
+		t.Errorf("opening fetched %d bytes", opened)
+	}
+
+	if _, _, err := DecryptAt(bytes.NewReader(enc.Bytes()), int64(enc.Len()), nil); !errors.Is(err, ErrIdentity) {
+		t.Errorf("no identity: %v", err)
+	}
+	if _, _, err := DecryptAt(bytes.NewReader(enc.Bytes()), int64(enc.Len()), Identities{other}); !errors.Is(err, ErrIdentity) {
+		t.Errorf("wrong identity: %v", err)
+	}
+	bad := bytes.Clone(enc.Bytes())
+	bad[len(bad)/2] ^= 1
+	ra, _, err = DecryptAt(bytes.NewReader(bad), int64(len(bad)), Identities{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The byte changed lies just before the plaintext's middle (the
+	// header shifts the chunks): read across it.
+	if _, err := ra.ReadAt(make([]byte, 128<<10), int64(len(plain)/2)-96<<10); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("changed chunk: %v, want ErrCorrupt", err)
+	}
+	if _, err := ra.ReadAt(got, 0); err != nil {
+		t.Errorf("an intact chunk of a damaged file: %v", err)
+	}
+	boom := errors.New("connection reset")
+	if _, _, err := DecryptAt(failingAt{boom}, int64(enc.Len()), Identities{a}); !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("store failure: %v", err)
 	}
 }
