@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,6 +65,13 @@ func (s *Store) Delete(ctx context.Context, keys []string) error {
 	refused := func(id types.ObjectIdentifier, code, msg string) {
 		if code == "AccessDenied" {
 			if l, ok := s.lockOf(ctx, id); ok {
+				// One entry per key, whichever of its versions held.
+				if i := slices.IndexFunc(locked, func(o store.Locked) bool { return o.Key == l.Key }); i >= 0 {
+					if l.Until.After(locked[i].Until) {
+						locked[i].Until = l.Until
+					}
+					return
+				}
 				locked = append(locked, l)
 				return
 			}
