@@ -15,6 +15,10 @@ VERSITYGW_VERSION := v1.8.0
 AZURITE_DIR       := tools/azurite
 VERSITYGW         := $(TOOLS)/bin/versitygw
 AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
+# The Pushgateway the metrics tests push to (internal/testenv starts it):
+# Debian's package, installed when missing.
+PUSHGATEWAY_PACKAGE := prometheus-pushgateway
+PUSHGATEWAY         := /usr/bin/prometheus-pushgateway
 
 # The control plane the chart's scenarios run on: kube-apiserver,
 # kube-controller-manager and kubectl built from k8s.io/kubernetes (the
@@ -48,8 +52,8 @@ $(BIN): $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/snapshot-job
 
 ## tools: install the pinned test servers into .tools/ and tools/azurite/,
-## and the age CLI when missing
-tools: $(VERSITYGW) $(AZURITE) age
+## the Pushgateway (Debian) and the age CLI when missing
+tools: $(VERSITYGW) $(AZURITE) pushgateway age
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
@@ -76,6 +80,14 @@ etcd:
 	  echo "installing $(ETCD_PACKAGE)"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(ETCD_PACKAGE) >/dev/null; }
+
+.PHONY: pushgateway
+pushgateway:
+	@test -x $(PUSHGATEWAY) || command -v prometheus-pushgateway >/dev/null || { \
+	  test "$$(id -u)" = 0 || { echo "the Pushgateway is missing: apt-get install $(PUSHGATEWAY_PACKAGE) (as root)"; exit 1; }; \
+	  echo "installing $(PUSHGATEWAY_PACKAGE)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PUSHGATEWAY_PACKAGE) >/dev/null; }
 
 age:
 	@command -v age >/dev/null && command -v age-keygen >/dev/null || { \
@@ -104,7 +116,7 @@ lint:
 ## use: versitygw in .tools/bin, Azurite in tools/azurite/node_modules.
 TESTSUM := $(TOOLS)/bin/testsum
 test:
-	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes) , etcd and the age CLI (installed once)"
+	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Pushgateway ($(PUSHGATEWAY_PACKAGE), installed once), the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes) etcd and the age CLI (installed once)"
 	@$(MAKE) -s --no-print-directory tools kube-tools
 	@CGO_ENABLED=0 $(GO) build -o $(TESTSUM) ./scripts/testsum
 	@GO=$(GO) TOOLS=$(TOOLS) TESTSUM=$(TESTSUM) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS='$(FUZZ_TARGETS)' \

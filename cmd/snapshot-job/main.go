@@ -24,6 +24,7 @@ import (
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/job"
+	"github.com/snapshot-job/snapshot-job/internal/metrics"
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
@@ -73,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	res := job.Result{Verb: verb}
 	if err := errors.Join(argErr, cfgErr); err != nil {
-		return finish(log, cfg.TerminationLog, res, err, nil, start)
+		return finish(log, cfg, res, err, nil, start)
 	}
 	if verb == "list" && cfg.LogFormat == "json" {
 		asJSON = true
@@ -83,11 +84,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	cfg, planBackup, err := planMemory(cfg, verb, log)
 	if err != nil {
-		return finish(log, cfg.TerminationLog, res, err, ctx, start)
+		return finish(log, cfg, res, err, ctx, start)
 	}
 	store, err := newStore(ctx, cfg, log, v)
 	if err != nil {
-		return finish(log, cfg.TerminationLog, res, err, ctx, start)
+		return finish(log, cfg, res, err, ctx, start)
 	}
 	r := &job.Runner{Config: cfg, Store: store, Log: log, Stdout: stdout, Version: v, PlanMemory: planBackup,
 		Exclude: storeDirs(cfg)}
@@ -103,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "verify":
 		res, err = r.Verify(ctx)
 	}
-	return finish(log, cfg.TerminationLog, res, err, ctx, start)
+	return finish(log, cfg, res, err, ctx, start)
 }
 
 // storeDirs are the directories a file store writes into: its root and
@@ -204,11 +205,12 @@ func signalContext(log *slog.Logger) (context.Context, func()) {
 	}
 }
 
-// finish logs the outcome, writes the termination message and returns the
-// exit code. A failure always ends with one error line saying what failed
-// and what to do.
-func finish(log *slog.Logger, terminationLog string, res job.Result, err error, ctx context.Context, start time.Time) int {
-	res.Seconds = roundMillis(time.Since(start).Seconds())
+// finish logs the outcome, writes the termination message, pushes the
+// metrics and returns the exit code. A failure always ends with one error
+// line saying what failed and what to do.
+func finish(log *slog.Logger, cfg config.Config, res job.Result, err error, ctx context.Context, start time.Time) int {
+	end := time.Now()
+	res.Seconds = roundMillis(end.Sub(start).Seconds())
 	code, hint := classify(ctx, res.Verb, err)
 	if code != 0 && res.Outcome == "" {
 		// A verb names its outcome only when it gets that far; a backup
@@ -219,7 +221,8 @@ func finish(log *slog.Logger, terminationLog string, res job.Result, err error, 
 		}
 	}
 	ids := requestIDs(err)
-	writeTermination(terminationLog, res, code, err, ids)
+	writeTermination(cfg.TerminationLog, res, code, err, ids)
+	pushMetrics(log, cfg, res, code, start, end)
 	if code == 0 {
 		attrs := []any{"outcome", res.Outcome, "seconds", res.Seconds, "exit_code", 0}
 		if res.Key != "" {
@@ -237,6 +240,30 @@ func finish(log *slog.Logger, terminationLog string, res job.Result, err error, 
 	}
 	log.Error(res.Verb+" failed: "+oneLine(err.Error()), attrs...)
 	return code
+}
+
+// pushMetrics pushes the run's result when a Pushgateway is set, before
+// the final line so that a failure still ends with its error line. It
+// runs on a context of its own, bounded by metrics.Timeout: a SIGTERM'd
+// run has cancelled the run's context and must still report, and a
+// second signal still exits at once. A failed push is a warning: it never
+// changes the run's outcome or exit code.
+func pushMetrics(log *slog.Logger, cfg config.Config, res job.Result, code int, start, end time.Time) {
+	m := cfg.Metrics
+	if !m.Enabled() || len(m.Problems()) > 0 {
+		return // an invalid URL is already this run's configuration error
+	}
+	run := metrics.Run{
+		Verb: res.Verb, Snapshot: cfg.Name, Start: start, End: end, ExitCode: code,
+		SourceBytes: res.SourceBytes, StoredBytes: res.ObjectBytes, Entries: res.Entries,
+		Deleted: len(res.Deleted), Kept: res.Kept,
+	}
+	if err := metrics.Push(context.Background(), m, run); err != nil {
+		log.Warn("metrics not pushed: "+oneLine(err.Error()), "pushgateway", m.Redacted(), "exit_code", code,
+			"hint", "the run's result and exit code are unchanged; check SNAPSHOT_METRICS_PUSHGATEWAY_URL and that the Pushgateway is reachable from the pod (a push gives up after "+metrics.Timeout.String()+")")
+		return
+	}
+	log.Info("metrics pushed", "pushgateway", m.Redacted(), "job", m.Job)
 }
 
 // storeRequest is what a store's support needs to find a failed request

@@ -13,6 +13,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/metrics"
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/store/file"
@@ -21,7 +22,10 @@ import (
 
 // Config is everything the job reads from the environment. Field tags name
 // the variable after the SNAPSHOT_ prefix; each store provider's settings
-// are its own Config type, read under its tag (AWS, AZBLOB, FILE).
+// are its own Config type, read under its tag (AWS, AZBLOB, FILE). The
+// metrics settings come before the numbers: envconfig stops at the first
+// value it cannot parse, and a run stopped by a bad number still pushes
+// its exit code 2.
 type Config struct {
 	// AllowUnknown comes first: envconfig stops at the first value it
 	// cannot parse, and the unknown-variable check needs this one.
@@ -34,6 +38,7 @@ type Config struct {
 	SourceDir         string           `envconfig:"SOURCE_DIR" default:"/snapshots"`
 	Name              string           `envconfig:"NAME" default:"snapshot"`
 	Mode              string           `envconfig:"MODE" default:"backup"`
+	Metrics           metrics.Config   `envconfig:"METRICS"`
 	CompressionLevel  string           `envconfig:"COMPRESSION_LEVEL" default:"fastest"`
 	UploadConcurrency int              `envconfig:"UPLOAD_CONCURRENCY" default:"4"`
 	PartSize          setting.Size     `envconfig:"PART_SIZE" default:"16MiB"`
@@ -132,6 +137,7 @@ const (
 func Load() (Config, []string, error) {
 	var c Config
 	err := process(&c)
+	c.Metrics.Namespace = strings.TrimSpace(os.Getenv(metrics.NamespaceVariable))
 	warnings, problems := UnknownVariables(os.Environ(), c.AllowUnknown)
 	if err != nil {
 		return c, warnings, errors.Join(err, setting.Invalid(problems))
@@ -277,7 +283,7 @@ func (c Config) problems() []string {
 		// credentials can erase, which the operator asked not to.
 		p.Add("AWS_OBJECT_LOCK_MODE", "Object Lock (SNAPSHOT_AWS_OBJECT_LOCK_MODE, SNAPSHOT_AWS_OBJECT_LOCK_DAYS) is not supported for this provider yet (SNAPSHOT_CLOUD_PROVIDER=%s): unset both, or use s3", c.Provider)
 	}
-	problems := p.List()
+	problems := append(p.List(), c.Metrics.Problems()...)
 	if selected != nil {
 		problems = append(problems, selected.problems()...)
 	}

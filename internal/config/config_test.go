@@ -26,6 +26,7 @@ func TestKnownVariablesCoverContract(t *testing.T) {
 		"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "SNAPSHOT_AZBLOB_CONTAINER", "SNAPSHOT_AZBLOB_STORAGE_KEY",
 		"SNAPSHOT_AZBLOB_ENDPOINT", "SNAPSHOT_AZBLOB_ACCESS_TIER",
 		"SNAPSHOT_PROGRESS_INTERVAL", "SNAPSHOT_IO_TIMEOUT", "SNAPSHOT_ALLOW_UNKNOWN",
+		"SNAPSHOT_METRICS_PUSHGATEWAY_URL", "SNAPSHOT_METRICS_JOB", "SNAPSHOT_METRICS_CRONJOB",
 	} {
 		if !slices.Contains(known, want) {
 			t.Errorf("%s is not a known variable", want)
@@ -61,6 +62,38 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Retention.Enabled() {
 		t.Error("retention enabled by default")
+	}
+	if c.Metrics.Enabled() || c.Metrics.Job != "snapshot-job" || c.Metrics.CronJob != "" || c.Metrics.Namespace != "" {
+		t.Errorf("metrics defaults: %+v", c.Metrics)
+	}
+}
+
+func TestLoadMetrics(t *testing.T) {
+	setenv(t, "SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store",
+		"SNAPSHOT_METRICS_PUSHGATEWAY_URL", " http://ops:pa55word@pushgateway.monitoring:9091/ \n",
+		"SNAPSHOT_METRICS_JOB", "backups", "SNAPSHOT_METRICS_CRONJOB", "snap-backup", "POD_NAMESPACE", "kubeshark")
+	c, _, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.Metrics
+	if !m.Enabled() || m.Job != "backups" || m.CronJob != "snap-backup" || m.Namespace != "kubeshark" {
+		t.Errorf("metrics: %+v", m)
+	}
+	if got := m.Redacted(); got != "http://pushgateway.monitoring:9091" {
+		t.Errorf("Redacted() = %q", got)
+	}
+	if s := fmt.Sprintf("%+v %#v", c, c); strings.Contains(s, "pa55word") {
+		t.Errorf("the Pushgateway password printed: %s", s)
+	}
+
+	// A bad number after the metrics settings still leaves them read, so
+	// that the run's exit code 2 is pushed.
+	setenv(t, "SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store",
+		"SNAPSHOT_METRICS_PUSHGATEWAY_URL", "http://pushgateway:9091", "SNAPSHOT_UPLOAD_CONCURRENCY", "four")
+	c, _, err = Load()
+	if !errors.Is(err, setting.ErrInvalid) || !c.Metrics.Enabled() || c.Metrics.Job != "snapshot-job" {
+		t.Errorf("err %v, metrics %+v", err, c.Metrics)
 	}
 }
 
@@ -100,6 +133,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "s3", "SNAPSHOT_AWS_BUCKET", "b", "SNAPSHOT_AWS_ACCESS_KEY", "AKIA"}, []string{"SNAPSHOT_AWS_SECRET_KEY"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "azblob"}, []string{"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT: is required", "SNAPSHOT_AZBLOB_CONTAINER: is required"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_RETENTION_DRY_RUN", "maybe"}, []string{"SNAPSHOT_RETENTION_DRY_RUN", "true or false"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_METRICS_PUSHGATEWAY_URL", "pushgateway:9091"}, []string{"SNAPSHOT_METRICS_PUSHGATEWAY_URL: must start with http:// or https://"}},
 	} {
 		setenv(t, tc.env...)
 		_, _, err := Load()

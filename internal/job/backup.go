@@ -162,8 +162,8 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 		return res, nil
 	}
 	if c.Retention.Enabled() {
-		deleted, err := r.prune(ctx, start, res.Key)
-		res.Deleted = deleted
+		deleted, kept, err := r.prune(ctx, start, res.Key)
+		res.Deleted, res.Kept = deleted, kept
 		if err != nil {
 			return res, fmt.Errorf("%w: the backup %s is stored and safe; %w", ErrPrune, res.Key, err)
 		}

@@ -79,6 +79,7 @@ type Result struct {
 	SourceBytes int64    `json:"source_bytes,omitempty"`
 	Entries     int64    `json:"entries,omitempty"`
 	Deleted     []string `json:"deleted,omitempty"`
+	Kept        int      `json:"kept,omitempty"` // this job's snapshots retention left in place; 0 when it did not run
 	Seconds     float64  `json:"seconds"`
 }
 

@@ -49,20 +49,22 @@ func (r *Runner) Prune(ctx context.Context) (Result, error) {
 		res.Outcome = "no rule set"
 		return res, nil
 	}
-	deleted, err := r.prune(ctx, r.now(), "")
-	res.Deleted = deleted
+	deleted, kept, err := r.prune(ctx, r.now(), "")
+	res.Deleted, res.Kept = deleted, kept
 	return res, err
 }
 
 // prune applies the retention policy at the run's start time. The
 // snapshot justWritten is never deleted. Every decision is logged with
 // its reason: deletions at info, keeps at debug (info in a dry run).
-func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string) ([]string, error) {
+// kept counts the matching snapshots left in place (all of them in a dry
+// run).
+func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string) (deleted []string, kept int, err error) {
 	c := r.Config
 	policy := retentionPolicy(c.Retention)
 	objs, err := r.Store.List(ctx, c.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("listing %q: %w", c.Prefix, err)
+		return nil, 0, fmt.Errorf("listing %q: %w", c.Prefix, err)
 	}
 	keys := make([]string, 0, len(objs))
 	for _, o := range objs {
@@ -92,7 +94,7 @@ func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string)
 	}
 	if dry {
 		summary(len(doomed), 0)
-		return nil, nil
+		return nil, len(snaps), nil
 	}
 	err = r.Store.Delete(ctx, doomed)
 	locked := 0
@@ -114,7 +116,7 @@ func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string)
 		locked, err = len(held), le.Others
 	}
 	if err != nil {
-		return nil, fmt.Errorf("deleting %d snapshots: %w", len(doomed), err)
+		return nil, 0, fmt.Errorf("deleting %d snapshots: %w", len(doomed), err)
 	}
 	summary(len(doomed), locked)
 	if s, ok := r.Store.(uploadSweeper); ok {
@@ -124,8 +126,8 @@ func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string)
 		}
 		// The store logs each upload it aborts.
 		if _, err := s.SweepIncomplete(ctx, c.Prefix, start.Add(-staleUploadAge), ours); err != nil {
-			return doomed, fmt.Errorf("aborting incomplete uploads: %w", err)
+			return doomed, len(snaps) - len(doomed), fmt.Errorf("aborting incomplete uploads: %w", err)
 		}
 	}
-	return doomed, nil
+	return doomed, len(snaps) - len(doomed), nil
 }

@@ -59,6 +59,14 @@ cloud:
   provider: s3
   s3: {bucket: only-inline, accessKey: AKIAONLY, secretKey: only-secret}
 `,
+	"metrics": `
+cloud:
+  provider: s3
+  s3: {bucket: snaps}
+metrics:
+  pushgateway: {url: "http://prometheus-pushgateway.monitoring:9091"}
+  job: kubeshark-backups
+`,
 	"references-only": `
 cloud:
   provider: s3

@@ -66,38 +66,44 @@ func TestKubeVersionRange(t *testing.T) {
 // anything is installed, naming the offending key.
 func TestSchemaRejects(t *testing.T) {
 	for values, mention := range map[string]string{
-		"cloud: {provder: s3}":                                   "provder",
-		"cloud: {s3: {bucekt: b}}":                               "bucekt",
-		"cloud: {azblob: {storageAcount: a}}":                    "storageAcount",
-		"cloud: {provider: gcs}":                                 "provider",
-		"cloud: {configMaps: kubeshark-s3-config}":               "configMaps",
-		"cloud: {s3: {sse: aes256}}":                             "sse",
-		"cloud: {s3: {endpoint: s3.example.com}}":                "endpoint",
-		"cloud: {azblob: {accessTier: hot}}":                     "accessTier",
-		"backup: {scheduel: '0 3 * * *'}":                        "scheduel",
-		"backup: {schedule: ''}":                                 "schedule",
-		"backup: {concurrencyPolicy: forbid}":                    "concurrencyPolicy",
-		"retention: {keepLast: -1}":                              "keepLast",
-		"retention: {keepLast: '7'}":                             "keepLast",
-		"retention: {maxAge: 30days}":                            "maxAge",
-		"retention: {dryrun: true}":                              "dryrun",
-		"restore: {onInstall: {ifNotEmpty: replace}}":            "ifNotEmpty",
-		"restore: {onInstall: {hookDeletePolicy: always}}":       "hookDeletePolicy",
-		"restore: {onInstal: {enabled: false}}":                  "onInstal",
-		"snapshots: {name: Bad_Name}":                            "name",
-		"snapshots: {mountPath: snapshots}":                      "mountPath",
-		"snapshots: {existingClam: x}":                           "existingClam",
-		"transfer: {concurrency: 100}":                           "concurrency",
-		"transfer: {partSize: 16 megabytes}":                     "partSize",
-		"image: {digest: latest}":                                "digest",
-		"image: {pullPolicy: always}":                            "pullPolicy",
-		"serviceAccount: {annotation: {a: b}}":                   "annotation",
-		"extraEnv: [{value: x}]":                                 "name",
-		"resouces: {limits: {memory: 1Gi}}":                      "resouces",
-		"log: {level: verbose}":                                  "level",
-		"tmp: {sizeLimit: lots}":                                 "sizeLimit",
-		"podLabels: {team: 1}":                                   "team",
-		"terminationGracePeriodSeconds: -1":                      "terminationGracePeriodSeconds",
+		"cloud: {provder: s3}":                             "provder",
+		"cloud: {s3: {bucekt: b}}":                         "bucekt",
+		"cloud: {azblob: {storageAcount: a}}":              "storageAcount",
+		"cloud: {provider: gcs}":                           "provider",
+		"cloud: {configMaps: kubeshark-s3-config}":         "configMaps",
+		"cloud: {s3: {sse: aes256}}":                       "sse",
+		"cloud: {s3: {endpoint: s3.example.com}}":          "endpoint",
+		"cloud: {azblob: {accessTier: hot}}":               "accessTier",
+		"backup: {scheduel: '0 3 * * *'}":                  "scheduel",
+		"backup: {schedule: ''}":                           "schedule",
+		"backup: {concurrencyPolicy: forbid}":              "concurrencyPolicy",
+		"retention: {keepLast: -1}":                        "keepLast",
+		"retention: {keepLast: '7'}":                       "keepLast",
+		"retention: {maxAge: 30days}":                      "maxAge",
+		"retention: {dryrun: true}":                        "dryrun",
+		"restore: {onInstall: {ifNotEmpty: replace}}":      "ifNotEmpty",
+		"restore: {onInstall: {hookDeletePolicy: always}}": "hookDeletePolicy",
+		"restore: {onInstal: {enabled: false}}":            "onInstal",
+		"snapshots: {name: Bad_Name}":                      "name",
+		"snapshots: {mountPath: snapshots}":                "mountPath",
+		"snapshots: {existingClam: x}":                     "existingClam",
+		"transfer: {concurrency: 100}":                     "concurrency",
+		"transfer: {partSize: 16 megabytes}":               "partSize",
+		"image: {digest: latest}":                          "digest",
+		"image: {pullPolicy: always}":                      "pullPolicy",
+		"serviceAccount: {annotation: {a: b}}":             "annotation",
+		"extraEnv: [{value: x}]":                           "name",
+		"resouces: {limits: {memory: 1Gi}}":                "resouces",
+		"log: {level: verbose}":                            "level",
+		"tmp: {sizeLimit: lots}":                           "sizeLimit",
+		"podLabels: {team: 1}":                             "team",
+		"terminationGracePeriodSeconds: -1":                "terminationGracePeriodSeconds",
+		"metrics: {pushgateway: {url: 'pg:9091'}}":         "url",
+		"metrics: {pushgateway: {url: 'http://a b'}}":      "url",
+		"metrics: {pushgatway: {url: 'http://pg'}}":        "pushgatway",
+		"metrics: {job: 7}":                                "job",
+
+		// Object Lock and encryption.
 		"cloud: {s3: {objectLock: {mode: governance, days: 1}}}": "mode",
 		"cloud: {s3: {objectLock: {mode: COMPLIANCE, days: 0}}}": "days",
 		"encryption: {recipients: [AGE-SECRET-KEY-1XYZ]}":        "recipients",
@@ -144,7 +150,8 @@ func TestRenderedVariablesAreKnown(t *testing.T) {
 // knownVariables reads the variable names from internal/config's struct
 // tags (envconfig: nested structs prefix their fields with their own tag),
 // following each store provider's settings (a field of type <pkg>.Config)
-// into internal/store/<pkg>/config.go. The chart's test module does not
+// into internal/store/<pkg>/config.go, and the metrics settings into
+// internal/metrics/config.go. The chart's test module does not
 // import the binary's module, so it reads the source instead.
 func knownVariables(t *testing.T) map[string]bool {
 	t.Helper()
@@ -184,9 +191,13 @@ func knownVariables(t *testing.T) map[string]bool {
 			}
 			if sel, ok := field.Type.(*ast.SelectorExpr); ok && sel.Sel.Name == "Config" {
 				if pkg, ok := sel.X.(*ast.Ident); ok {
-					st := structsOf("internal", "store", pkg.Name, "config.go")["Config"]
+					dir := []string{"internal", "store", pkg.Name}
+					if pkg.Name == "metrics" {
+						dir = []string{"internal", "metrics"}
+					}
+					st := structsOf(append(dir, "config.go")...)["Config"]
 					if st == nil {
-						t.Fatalf("type Config not found in internal/store/%s/config.go", pkg.Name)
+						t.Fatalf("type Config not found in %s/config.go", filepath.Join(dir...))
 					}
 					walk(prefix+name+"_", st)
 					continue
@@ -201,7 +212,7 @@ func knownVariables(t *testing.T) map[string]bool {
 	}
 	walk("SNAPSHOT_", root)
 	// Guard the parser itself: names the contract fixes must be found.
-	for _, n := range []string{"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AZBLOB_STORAGE_KEY", "SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RESTORE_IF_NOT_EMPTY"} {
+	for _, n := range []string{"SNAPSHOT_CLOUD_PROVIDER", "SNAPSHOT_METRICS_PUSHGATEWAY_URL", "SNAPSHOT_AWS_BUCKET", "SNAPSHOT_AZBLOB_STORAGE_KEY", "SNAPSHOT_RETENTION_KEEP_LAST", "SNAPSHOT_RESTORE_IF_NOT_EMPTY"} {
 		if !known[n] {
 			t.Fatalf("known variables lack %s: the config parser is broken (%d found)", n, len(known))
 		}

@@ -199,7 +199,8 @@ a duplicate name draws an API warning). Call with (list NAME VALUE EXTRA_NAMES).
 {{- end }}
 
 {{/*
-The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "hook" bool).
+The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "hook" bool
+"cronjob" NAME), cronjob only for the CronJobs' pods.
 */}}
 {{- define "snapshot-job.env" -}}
 {{- $root := .root }}
@@ -219,6 +220,19 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_UPLOAD_CONCURRENCY" $v.transfer.concurrency $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_PART_SIZE" $v.transfer.partSize $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_IO_TIMEOUT" $v.transfer.ioTimeout $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_METRICS_PUSHGATEWAY_URL" $v.metrics.pushgateway.url $x) }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_METRICS_JOB" $v.metrics.job $x) }}
+{{- /* The metrics' grouping labels: there is no downward API for a pod's
+       owner, so the CronJob's name is rendered in; a Job created with
+       kubectl create job --from=cronjob/... keeps it, and its run counts
+       for that CronJob. */}}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_METRICS_CRONJOB" .cronjob $x) }}
+{{- if not (has "POD_NAMESPACE" $x) }}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end }}
 {{- if eq .verb "backup" }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_COMPRESSION_LEVEL" $v.backup.compressionLevel $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RETENTION_KEEP_LAST" $v.retention.keepLast $x) }}
@@ -287,7 +301,8 @@ podFailurePolicy:
 
 {{/*
 The Job spec (without apiVersion/kind/metadata). Call with
-(dict "root" $ "verb" "backup"|"restore" "hook" bool "component" NAME "job" <backup or restore values>).
+(dict "root" $ "verb" "backup"|"restore" "hook" bool "component" NAME "job" <backup or restore values>
+"cronjob" NAME), cronjob only for the CronJobs.
 */}}
 {{- define "snapshot-job.jobSpec" -}}
 {{- $root := .root }}
