@@ -9,11 +9,17 @@ TOOLS        := $(CURDIR)/.tools
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT       ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS      := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# disable_grpc_modules leaves out the Google storage client's gRPC
+# DirectPath (xDS, RLS): the job speaks its JSON API only, and they are a
+# quarter of the binary (docs/providers/gcs.md, binary size).
+BUILD_TAGS   := disable_grpc_modules
 BIN          := bin/snapshot-job
 
 VERSITYGW_VERSION := v1.8.0
+FAKE_GCS_VERSION  := v1.56.1
 AZURITE_DIR       := tools/azurite
 VERSITYGW         := $(TOOLS)/bin/versitygw
+FAKE_GCS          := $(TOOLS)/bin/fake-gcs-server
 AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
 # The Pushgateway the metrics tests push to (internal/testenv starts it):
 # Debian's package, installed when missing.
@@ -49,14 +55,17 @@ all: build
 build: $(BIN)
 
 $(BIN): $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go.sum
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/snapshot-job
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o $@ ./cmd/snapshot-job
 
 ## tools: install the pinned test servers into .tools/ and tools/azurite/,
 ## the Pushgateway (Debian) and the age CLI when missing
-tools: $(VERSITYGW) $(AZURITE) pushgateway age
+tools: $(VERSITYGW) $(FAKE_GCS) $(AZURITE) pushgateway age
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(FAKE_GCS):
+	GOBIN=$(TOOLS)/bin $(GO) install github.com/fsouza/fake-gcs-server@$(FAKE_GCS_VERSION)
 
 $(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 	cd $(AZURITE_DIR) && npm ci --no-audit --no-fund --loglevel=error
@@ -116,7 +125,7 @@ lint:
 ## use: versitygw in .tools/bin, Azurite in tools/azurite/node_modules.
 TESTSUM := $(TOOLS)/bin/testsum
 test:
-	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Pushgateway ($(PUSHGATEWAY_PACKAGE), installed once), the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes) etcd and the age CLI (installed once)"
+	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) and fake-gcs-server $(FAKE_GCS_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Pushgateway ($(PUSHGATEWAY_PACKAGE), installed once), the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes), etcd and the age CLI (installed once)"
 	@$(MAKE) -s --no-print-directory tools kube-tools
 	@CGO_ENABLED=0 $(GO) build -o $(TESTSUM) ./scripts/testsum
 	@GO=$(GO) TOOLS=$(TOOLS) TESTSUM=$(TESTSUM) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS='$(FUZZ_TARGETS)' \

@@ -82,7 +82,7 @@ stage 4 "the chart on a Kubernetes control plane (etcd, kube-apiserver, kube-con
 )
 stage_done "control plane"
 
-stage 5 "go test ./...: unit tests, the store conformance suites against versitygw and Azurite, the binary's tests"
+stage 5 "go test ./...: unit tests, the store conformance suites against versitygw, Azurite and fake-gcs-server, the binary's tests"
 gotest -count=1 -timeout 30m ./...
 stage_done "go test"
 

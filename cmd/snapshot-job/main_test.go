@@ -103,9 +103,10 @@ func TestConfigErrors(t *testing.T) {
 		args  []string
 		words []string
 	}{
-		{"no provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_FILE_DIR", ""), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "is required", "s3, azblob, file"}},
+		{"no provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_FILE_DIR", ""), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "is required", "s3, azblob, gcs, file"}},
 		{"two providers' settings", good.with("SNAPSHOT_CLOUD_PROVIDER", "", "SNAPSHOT_AWS_BUCKET", "snaps"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", "exactly one of"}},
-		{"unknown provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "gcs"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", `"gcs"`}},
+		{"unknown provider", good.with("SNAPSHOT_CLOUD_PROVIDER", "gcp"), nil, []string{"SNAPSHOT_CLOUD_PROVIDER", `"gcp"`}},
+		{"gcs without a bucket", good.with("SNAPSHOT_CLOUD_PROVIDER", "gcs"), nil, []string{"SNAPSHOT_GCS_BUCKET", "is required"}},
 		{"bad size", good.with("SNAPSHOT_PART_SIZE", "huge"), nil, []string{"SNAPSHOT_PART_SIZE", "16MiB"}},
 		{"bad duration", good.with("SNAPSHOT_RETENTION_MAX_AGE", "one month"), nil, []string{"SNAPSHOT_RETENTION_MAX_AGE", "30d"}},
 		{"bad level", good.with("SNAPSHOT_COMPRESSION_LEVEL", "max"), nil, []string{"SNAPSHOT_COMPRESSION_LEVEL", "fastest, default, better, best"}},

@@ -112,6 +112,9 @@ func TestBackupPlan(t *testing.T) {
 		// One worker less frees 8 MiB: enough to keep the 4 parts.
 		{"workers go before parts", "s3", 64*mi + 24*mi + 6*16*mi, 10 * gi, 4, 16 * mi, 1, 64*mi + 24*mi + 6*16*mi},
 		{"azure 512Mi, 5 TiB", "azblob", 512 * mi, 5 * ti, 2, 118 * mi, 2, 64*mi + comp + 3*118*mi},
+		// GCS: Azure's 50,000-part bound and one extra part.
+		{"gcs 512Mi, 5 TiB", "gcs", 512 * mi, 5 * ti, 2, 118 * mi, 2, 64*mi + comp + 3*118*mi},
+		{"gcs no limit, 1 TiB", "gcs", 0, ti, 4, 24 * mi, 2, 64*mi + comp + 5*24*mi},
 		{"file store: no parts", "file", 512 * mi, 5 * ti, 0, 0, 2, 64*mi + comp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,6 +170,7 @@ func TestReadPlan(t *testing.T) {
 		{"s3", 512 * mi, 4, 96*mi + 5*16*mi},
 		{"s3", 96*mi + 3*16*mi, 2, 96*mi + 3*16*mi},
 		{"azblob", 96*mi + 2*16*mi + 1, 1, 96*mi + 2*16*mi},
+		{"gcs", 0, 4, 96*mi + 5*16*mi},
 		{"file", 100 * mi, 0, 96 * mi},
 	} {
 		t.Run(fmt.Sprintf("%s-%d", tc.provider, tc.limit), func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/store/file"
+	"github.com/snapshot-job/snapshot-job/internal/store/gcs"
 	"github.com/snapshot-job/snapshot-job/internal/store/s3"
 )
 
@@ -35,6 +36,19 @@ func newStore(ctx context.Context, cfg config.Config, log *slog.Logger, version 
 		}
 		log.Info("azure blob storage", "store", s.String(), "credentials", s.CredentialMethod())
 		return s, nil
+	case gcs.Name:
+		c := cfg.GCS
+		c.CheckPrefix = cfg.Prefix
+		s, err := gcs.New(ctx, c, opts)
+		if err != nil {
+			return nil, err
+		}
+		attrs := []any{"store", s.String(), "credentials", s.CredentialMethod()}
+		if id := s.Identity(); id != "" {
+			attrs = append(attrs, "service_account", id)
+		}
+		log.Info("google cloud storage", attrs...)
+		return s, nil
 	}
 	return nil, fmt.Errorf("%w: SNAPSHOT_CLOUD_PROVIDER=%s is not built into this binary", setting.ErrInvalid, cfg.Provider)
 }
@@ -55,7 +69,7 @@ type storeMemory struct {
 	// with the same rule (store.PartLimits.Parts, store.PartSize) the plan
 	// uses.
 	limits store.PartLimits
-	// buffered: parts and ranges are held in memory (S3, Azure); the file
+	// buffered: parts and ranges are held in memory (S3, Azure, GCS); the file
 	// store streams.
 	buffered bool
 	// putExtra and getExtra are the part buffers held besides those in
@@ -70,6 +84,12 @@ func storeMemoryFor(provider string) storeMemory {
 		return storeMemory{limits: s3.Limits(), buffered: true, putExtra: 2, getExtra: 1}
 	case azblob.Name:
 		return storeMemory{limits: azblob.Limits(), buffered: true, putExtra: 1, getExtra: 1}
+	case gcs.Name:
+		// Composite uploads hold the parts in flight and the one being
+		// filled, as Azure does. A single resumable stream (one part in
+		// flight) holds only the client's chunk buffer, one part: less
+		// than planned.
+		return storeMemory{limits: gcs.Limits(), buffered: true, putExtra: 1, getExtra: 1}
 	}
 	return storeMemory{limits: file.Limits()}
 }

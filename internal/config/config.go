@@ -17,12 +17,13 @@ import (
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/store/azblob"
 	"github.com/snapshot-job/snapshot-job/internal/store/file"
+	"github.com/snapshot-job/snapshot-job/internal/store/gcs"
 	"github.com/snapshot-job/snapshot-job/internal/store/s3"
 )
 
 // Config is everything the job reads from the environment. Field tags name
 // the variable after the SNAPSHOT_ prefix; each store provider's settings
-// are its own Config type, read under its tag (AWS, AZBLOB, FILE). The
+// are its own Config type, read under its tag (AWS, AZBLOB, GCS, FILE). The
 // metrics settings come before the numbers: envconfig stops at the first
 // value it cannot parse, and a run stopped by a bad number still pushes
 // its exit code 2.
@@ -54,6 +55,7 @@ type Config struct {
 	File       file.Config   `envconfig:"FILE"`
 	S3         s3.Config     `envconfig:"AWS"`
 	Azure      azblob.Config `envconfig:"AZBLOB"`
+	GCS        gcs.Config    `envconfig:"GCS"`
 }
 
 // Retention is the pruning policy. Zero values switch a rule off.
@@ -116,6 +118,7 @@ func (c Config) providers() []provider {
 	return []provider{
 		{s3.Name, s3.DetectVariable, c.S3.Detected(), c.S3.Problems},
 		{azblob.Name, azblob.DetectVariable, c.Azure.Detected(), c.Azure.Problems},
+		{gcs.Name, gcs.DetectVariable, c.GCS.Detected(), c.GCS.Problems},
 		{file.Name, file.DetectVariable, c.File.Detected(), c.File.Problems},
 	}
 }

@@ -25,6 +25,7 @@ func TestKnownVariablesCoverContract(t *testing.T) {
 		"SNAPSHOT_AWS_SSE", "SNAPSHOT_AWS_SSE_KMS_KEY_ID", "SNAPSHOT_AWS_STORAGE_CLASS", "SNAPSHOT_AWS_ROLE_SESSION_NAME",
 		"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "SNAPSHOT_AZBLOB_CONTAINER", "SNAPSHOT_AZBLOB_STORAGE_KEY",
 		"SNAPSHOT_AZBLOB_ENDPOINT", "SNAPSHOT_AZBLOB_ACCESS_TIER",
+		"SNAPSHOT_GCS_BUCKET", "SNAPSHOT_GCS_PROJECT", "SNAPSHOT_GCS_CREDENTIALS_JSON", "SNAPSHOT_GCS_ENDPOINT",
 		"SNAPSHOT_PROGRESS_INTERVAL", "SNAPSHOT_IO_TIMEOUT", "SNAPSHOT_ALLOW_UNKNOWN",
 		"SNAPSHOT_METRICS_PUSHGATEWAY_URL", "SNAPSHOT_METRICS_JOB", "SNAPSHOT_METRICS_CRONJOB",
 	} {
@@ -120,8 +121,11 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{nil, []string{"SNAPSHOT_CLOUD_PROVIDER: is required", "s3, azblob, file"}},
-		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "gcs"}, []string{`SNAPSHOT_CLOUD_PROVIDER: "gcs" is not accepted`}},
+		{nil, []string{"SNAPSHOT_CLOUD_PROVIDER: is required", "s3, azblob, gcs, file"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "gcp"}, []string{`SNAPSHOT_CLOUD_PROVIDER: "gcp" is not accepted`}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "gcs"}, []string{"SNAPSHOT_GCS_BUCKET: is required with SNAPSHOT_CLOUD_PROVIDER=gcs"}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "gcs", "SNAPSHOT_GCS_BUCKET", "gs://snaps"}, []string{"SNAPSHOT_GCS_BUCKET", `use the bucket's name alone ("snaps")`}},
+		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "gcs", "SNAPSHOT_GCS_BUCKET", "snaps", "SNAPSHOT_GCS_CREDENTIALS_JSON", `{"type":"authorized_user"}`}, []string{"SNAPSHOT_GCS_CREDENTIALS_JSON", "not a service-account key"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file"}, []string{"SNAPSHOT_FILE_DIR: is required"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_PART_SIZE", "lots"}, []string{"SNAPSHOT_PART_SIZE", `"lots" is not a size`, "16MiB"}},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/x", "SNAPSHOT_PART_SIZE", "1MiB"}, []string{"SNAPSHOT_PART_SIZE: 1MiB is out of range"}},
@@ -217,6 +221,8 @@ func TestProviderDetection(t *testing.T) {
 		{[]string{"SNAPSHOT_AWS_BUCKET", "snaps"}, "s3", true},
 		{[]string{"SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "acct", "SNAPSHOT_AZBLOB_CONTAINER", "snaps"}, "azblob", true},
 		{[]string{"SNAPSHOT_FILE_DIR", "/store"}, "file", true},
+		{[]string{"SNAPSHOT_GCS_BUCKET", "snaps"}, "gcs", true},
+		{[]string{"SNAPSHOT_GCS_BUCKET", "snaps", "SNAPSHOT_AWS_BUCKET", "snaps"}, "", false},
 		{[]string{"SNAPSHOT_CLOUD_PROVIDER", "file", "SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_AWS_BUCKET", "snaps"}, "file", false},
 		{[]string{"SNAPSHOT_FILE_DIR", "/store", "SNAPSHOT_AWS_BUCKET", "snaps"}, "", false},
 		{nil, "", false},
@@ -259,7 +265,7 @@ func TestObjectLockSettings(t *testing.T) {
 		wantProblem(t, tc.what, err, tc.words...)
 	}
 	// The same settings with another provider: refused, not ignored.
-	for _, provider := range [][]string{fileBase, {"SNAPSHOT_CLOUD_PROVIDER", "azblob", "SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "acct", "SNAPSHOT_AZBLOB_CONTAINER", "snaps"}} {
+	for _, provider := range [][]string{fileBase, {"SNAPSHOT_CLOUD_PROVIDER", "azblob", "SNAPSHOT_AZBLOB_STORAGE_ACCOUNT", "acct", "SNAPSHOT_AZBLOB_CONTAINER", "snaps"}, {"SNAPSHOT_CLOUD_PROVIDER", "gcs", "SNAPSHOT_GCS_BUCKET", "snaps"}} {
 		setenv(t, append(append([]string{}, provider...), "SNAPSHOT_AWS_OBJECT_LOCK_MODE", "COMPLIANCE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS", "7")...)
 		_, _, err := Load()
 		wantProblem(t, provider[1], err, "not supported for this provider yet", "SNAPSHOT_CLOUD_PROVIDER="+provider[1])

@@ -37,11 +37,7 @@ func isSafety(name string) bool {
 // for, the reason is given and the run stops as for a misspelt safety
 // setting. A name stops mattering here once a Config field reads it.
 var notInThisVersion = map[string]string{
-	setting.Prefix + "_GCS_BUCKET":           "",
-	setting.Prefix + "_GCS_PROJECT":          "",
-	setting.Prefix + "_GCS_CREDENTIALS_JSON": "",
-	setting.Prefix + "_GCS_ENDPOINT":         "",
-	setting.Prefix + "_RESTORE_PATHS":        "a restore would extract the whole snapshot",
+	setting.Prefix + "_RESTORE_PATHS": "a restore would extract the whole snapshot",
 }
 
 // UnknownVariables checks the SNAPSHOT_* names of environ (os.Environ's

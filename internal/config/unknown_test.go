@@ -41,7 +41,8 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 		"snapshot_name":                    "did you mean SNAPSHOT_NAME?",
 		"SNAPSHOT_ALLOW_UNKNWON":           "did you mean SNAPSHOT_ALLOW_UNKNOWN?",
 		"SNAPSHOT_RESTORE_KYE":             "did you mean SNAPSHOT_RESTORE_KEY?",
-		"SNAPSHOT_GCS_BUCKET":              "variable SNAPSHOT_GCS_BUCKET is not supported by this version of snapshot-job and is ignored",
+		"SNAPSHOT_GCS_BUKET":               "did you mean SNAPSHOT_GCS_BUCKET?",
+		"SNAPSHOT_GCS_CREDENTIAL_JSON":     "did you mean SNAPSHOT_GCS_CREDENTIALS_JSON?",
 		"SNAPSHOT_METRICS_PUSHGATEWAY_UTL": "did you mean SNAPSHOT_METRICS_PUSHGATEWAY_URL?",
 		// Kubernetes service links of a Service named "snapshot": far
 		// from every name, so never taken for a safety setting.

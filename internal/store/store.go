@@ -1,6 +1,6 @@
 // Package store defines what the job needs of a snapshot store.
 //
-// Each provider lives in its own sub-package (file, s3, azblob) and
+// Each provider lives in its own sub-package (file, s3, azblob, gcs) and
 // implements Store; every one is laid out alike (see storetest's package
 // documentation for how to add one). Providers translate their own
 // failures into the sentinel errors below so that the command can turn
@@ -97,6 +97,17 @@ type Store interface {
 	// returned reader wrap ErrTransfer when the store failed.
 	Get(ctx context.Context, key string) (io.ReadCloser, Object, error)
 
+	// GetRange opens the n bytes of key that start at offset off, with one
+	// native range request (resumed where it stopped if the body is cut).
+	// The range is clipped to the object: a range partly past the end
+	// gives the bytes up to the end, a range that starts at or past the
+	// end gives an empty reader, and n == 0 gives an empty reader; none of
+	// these is an error, so the caller checks how many bytes it got. A
+	// missing key gives an error wrapping ErrNotFound (also for n == 0 and
+	// for ranges past the end); a negative off or n is an error. Errors
+	// from the returned reader wrap ErrTransfer when the store failed.
+	GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
+
 	// List returns every object whose key starts with prefix, in any order.
 	List(ctx context.Context, prefix string) ([]Object, error)
 
@@ -138,6 +149,14 @@ func (e *LockedError) Error() string {
 }
 
 func (e *LockedError) Unwrap() error { return e.Others }
+
+// CheckRange refuses a range GetRange cannot mean.
+func CheckRange(key string, off, n int64) error {
+	if off < 0 || n < 0 {
+		return fmt.Errorf("reading %s: invalid range: offset %d, length %d", key, off, n)
+	}
+	return nil
+}
 
 // Options are what every provider's New takes besides its own settings.
 // Zero values pick the defaults below.

@@ -68,7 +68,7 @@ func TestDockerfile(t *testing.T) {
 	if !strings.Contains(env, "CGO_ENABLED=0") {
 		t.Errorf("build stage ENV %q: want CGO_ENABLED=0 (a static binary for distroless/static)", env)
 	}
-	for _, want := range []string{"go build", "-trimpath", "-s -w", "-X main.version=${VERSION}", "-X main.commit=${COMMIT}", "./cmd/snapshot-job", "GOOS=$TARGETOS GOARCH=$TARGETARCH"} {
+	for _, want := range []string{"go build", "-trimpath", "-tags disable_grpc_modules", "-s -w", "-X main.version=${VERSION}", "-X main.commit=${COMMIT}", "./cmd/snapshot-job", "GOOS=$TARGETOS GOARCH=$TARGETARCH"} {
 		if !strings.Contains(run, want) {
 			t.Errorf("build command %q lacks %q", run, want)
 		}

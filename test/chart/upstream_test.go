@@ -76,6 +76,13 @@ func TestUpstreamFixtures(t *testing.T) {
 			provider: "azblob", prefix: "snapshots/",
 		},
 		{
+			file:     "values-gcs.yaml",
+			config:   map[string]string{"SNAPSHOT_GCS_BUCKET": "kubeshark-snapshots", "SNAPSHOT_GCS_PROJECT": "my-gcp-project"},
+			secret:   map[string]string{"SNAPSHOT_GCS_CREDENTIALS_JSON": gcsFixtureKey},
+			envFrom:  []string{"configMap:" + fullname + "-cloud-config", "secret:" + fullname + "-cloud-secret"},
+			provider: "gcs", prefix: "snapshots/",
+		},
+		{
 			file:     "values-cloud-refs.yaml",
 			envFrom:  []string{"configMap:my-cloud-config", "secret:my-cloud-secret"},
 			provider: "s3", configAbsent: true,
@@ -150,16 +157,63 @@ cloud:
 	}
 }
 
-// TestGCSRefused: a gcs setting fails the install with a clear message
-// instead of being dropped silently.
-func TestGCSRefused(t *testing.T) {
-	for _, values := range []string{
-		"tap: {snapshots: {cloud: {provider: gcs}}}",
-		"tap: {snapshots: {cloud: {provider: s3, gcs: {bucket: b}}}}",
+// gcsFixtureKey is the key in testdata/upstream/values-gcs.yaml, as the
+// Secret must hold it: the YAML block scalar keeps its final line break
+// (the job trims it).
+const gcsFixtureKey = `{"type": "service_account", "project_id": "my-gcp-project", "private_key_id": "0123abcd", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCEXAMPLEKEY\n-----END PRIVATE KEY-----\n", "client_email": "kubeshark@my-gcp-project.iam.gserviceaccount.com", "client_id": "100000000000000000000", "token_uri": "https://oauth2.googleapis.com/token"}
+`
+
+// TestGCSRenders: inline gcs values, from cloud.gcs or tap.snapshots.cloud.gcs,
+// render the non-secret settings into the ConfigMap and the key into the
+// Secret only.
+func TestGCSRenders(t *testing.T) {
+	const key = `{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----\nGCSKEYMATERIALEXAMPLE\n-----END PRIVATE KEY-----\n","client_email":"s@p.iam.gserviceaccount.com"}`
+	for name, values := range map[string]string{
+		"cloud": `cloud: {provider: gcs, gcs: {bucket: snaps, project: proj, endpoint: "https://storage.example.com", credentialsJson: '` + key + `'}}`,
+		"tap":   `tap: {snapshots: {cloud: {provider: gcs, gcs: {bucket: snaps, project: proj, credentialsJson: '` + key + `'}}}}` + "\ncloud: {gcs: {endpoint: \"https://storage.example.com\"}}",
 	} {
-		_, err := renderErr(t, values)
-		if err == nil || !strings.Contains(err.Error(), "Google Cloud Storage (provider gcs, gcs.*) is not supported") {
-			t.Errorf("%s: error %v, want the gcs refusal", values, err)
+		t.Run(name, func(t *testing.T) {
+			r := render(t, values)
+			want := map[string]string{"SNAPSHOT_GCS_BUCKET": "snaps", "SNAPSHOT_GCS_PROJECT": "proj", "SNAPSHOT_GCS_ENDPOINT": "https://storage.example.com"}
+			if got := r.ConfigMaps[fullname+"-cloud-config"].Data; !maps.Equal(got, want) {
+				t.Errorf("ConfigMap %v, want %v", got, want)
+			}
+			checkSecret(t, r, map[string]string{"SNAPSHOT_GCS_CREDENTIALS_JSON": key})
+			checkSecretsOnlyInSecret(t, values, "GCSKEYMATERIALEXAMPLE", key)
+			for short, pt := range podTemplates(t, r) {
+				c := theContainer(t, pt)
+				if v, _ := envValue(t, c, "SNAPSHOT_CLOUD_PROVIDER"); v != "gcs" {
+					t.Errorf("%s: SNAPSHOT_CLOUD_PROVIDER %q, want gcs", short, v)
+				}
+				want := []string{"configMap:" + fullname + "-cloud-config", "secret:" + fullname + "-cloud-secret"}
+				if got := envFromList(c); !slices.Equal(got, want) {
+					t.Errorf("%s: envFrom %v, want %v", short, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestGCSWorkloadIdentity: the documented GKE workload identity setup (no
+// key, the ServiceAccount annotated) renders no Secret and puts the
+// annotation on the ServiceAccount the Jobs run as.
+func TestGCSWorkloadIdentity(t *testing.T) {
+	const gsa = "kubeshark-snapshots@my-project.iam.gserviceaccount.com"
+	r := render(t, `cloud: {provider: gcs, prefix: snapshots/, gcs: {bucket: my-kubeshark-snapshots}}
+serviceAccount: {annotations: {iam.gke.io/gcp-service-account: `+gsa+`}}`)
+	if len(r.Secrets) != 0 {
+		t.Errorf("Secrets rendered without a key: %v", slices.Collect(maps.Keys(r.Secrets)))
+	}
+	if got := r.ConfigMaps[fullname+"-cloud-config"].Data; !maps.Equal(got, map[string]string{"SNAPSHOT_GCS_BUCKET": "my-kubeshark-snapshots"}) {
+		t.Errorf("ConfigMap %v", got)
+	}
+	sa := r.ServiceAccounts[fullname]
+	if sa == nil || sa.Annotations["iam.gke.io/gcp-service-account"] != gsa {
+		t.Fatalf("ServiceAccount %s annotations: %+v", fullname, sa)
+	}
+	for short, pt := range podTemplates(t, r) {
+		if pt.Spec.ServiceAccountName != fullname {
+			t.Errorf("%s runs as %q, want %s", short, pt.Spec.ServiceAccountName, fullname)
 		}
 	}
 }

@@ -33,9 +33,6 @@ works as it is). Read it with (include "snapshot-job.cloud" . | fromYaml).
 {{- define "snapshot-job.cloud" -}}
 {{- $tap := dig "snapshots" "cloud" dict (.Values.tap | default dict) }}
 {{- $cloud := merge (deepCopy .Values.cloud) (deepCopy $tap) }}
-{{- if or (eq $cloud.provider "gcs") (and $cloud.gcs (or $cloud.gcs.bucket $cloud.gcs.project $cloud.gcs.credentialsJson)) }}
-{{- fail "Google Cloud Storage (provider gcs, gcs.*) is not supported by this version of snapshot-job: use s3, azblob or file" }}
-{{- end }}
 {{- toYaml $cloud }}
 {{- end }}
 
@@ -84,6 +81,7 @@ value never masks the same key from a referenced ConfigMap.
 {{- $cloud := include "snapshot-job.cloud" . | fromYaml }}
 {{- $s3 := $cloud.s3 }}
 {{- $az := $cloud.azblob }}
+{{- $gcs := $cloud.gcs | default dict }}
 {{- with $s3.bucket }}
 SNAPSHOT_AWS_BUCKET: {{ . | quote }}
 {{- end }}
@@ -136,6 +134,15 @@ SNAPSHOT_AZBLOB_ENDPOINT: {{ . | quote }}
 {{- with $az.accessTier }}
 SNAPSHOT_AZBLOB_ACCESS_TIER: {{ . | quote }}
 {{- end }}
+{{- with $gcs.bucket }}
+SNAPSHOT_GCS_BUCKET: {{ . | quote }}
+{{- end }}
+{{- with $gcs.project }}
+SNAPSHOT_GCS_PROJECT: {{ . | quote }}
+{{- end }}
+{{- with $gcs.endpoint }}
+SNAPSHOT_GCS_ENDPOINT: {{ . | quote }}
+{{- end }}
 {{- with $cloud.file.dir }}
 SNAPSHOT_FILE_DIR: {{ . | quote }}
 {{- end }}
@@ -154,6 +161,9 @@ SNAPSHOT_AWS_SECRET_KEY: {{ . | quote }}
 {{- end }}
 {{- with $cloud.azblob.storageKey }}
 SNAPSHOT_AZBLOB_STORAGE_KEY: {{ . | quote }}
+{{- end }}
+{{- with ($cloud.gcs | default dict).credentialsJson }}
+SNAPSHOT_GCS_CREDENTIALS_JSON: {{ . | quote }}
 {{- end }}
 {{- end }}
 

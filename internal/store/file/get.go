@@ -50,3 +50,30 @@ func (r readErrs) Read(p []byte) (int, error) {
 }
 
 func (r readErrs) Close() error { return r.f.Close() }
+
+// GetRange reads the range with pread on the file of key.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if err := store.CheckRange(key, off, n); err != nil {
+		return nil, err
+	}
+	rc, obj, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	f := rc.(readErrs)
+	n = max(0, min(n, obj.Size-off))
+	return sectionErrs{readErrs: f, r: io.NewSectionReader(f.f, off, n)}, nil
+}
+
+type sectionErrs struct {
+	readErrs
+	r *io.SectionReader
+}
+
+func (r sectionErrs) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.s.classify(r.ctx, "reading", r.key, err)
+	}
+	return n, err
+}

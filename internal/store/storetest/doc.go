@@ -8,7 +8,7 @@
 // # Adding a provider
 //
 // A provider is a package internal/store/<name> with the same files, in
-// the same roles, as file, s3 and azblob:
+// the same roles, as file, s3, azblob and gcs:
 //
 //   - config.go: Name (its SNAPSHOT_CLOUD_PROVIDER value), DetectVariable
 //     (the setting that picks it when SNAPSHOT_CLOUD_PROVIDER is unset),
@@ -41,8 +41,9 @@
 // # Running the suite
 //
 // The provider's tests start its real server on 127.0.0.1 with
-// internal/testenv (testenv.StartVersity, testenv.StartAzurite; add a
-// starter there for a new server, installed by make tools) and call Run
+// internal/testenv (testenv.StartVersity, testenv.StartAzurite,
+// testenv.StartFakeGCS; add a starter there for a new server, installed
+// by make tools) and call Run
 // with a Harness:
 //
 //	func TestConformance(t *testing.T) {
@@ -69,8 +70,8 @@
 // Leftovers lists, through the server's own API and not the provider's
 // code, what a failed Put may leave that List does not show (open
 // multipart uploads, uncommitted blocks, temporary files), or is nil when
-// there is no such thing. Show that Leftovers can fail, as azblob's
-// LeftoversDetectable does: a suite that cannot fail checks nothing.
+// there is no such thing. Show that Leftovers can fail, as azblob's and
+// gcs's LeftoversDetectable do: a suite that cannot fail checks nothing.
 //
 // Faults the real server cannot be made to produce (a 500 on the third
 // part, a lost answer, a stalled connection) come from

@@ -43,6 +43,8 @@ func Run(t *testing.T, h Harness) {
 		{"CancelLeavesNothing", testCancel},
 		{"PartialReadThenClose", testPartialRead},
 		{"PlannedPut", testPlannedPut},
+		{"GetRange", testGetRange},
+		{"GetRangeMissing", testGetRangeMissing},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -345,5 +347,83 @@ func testPartialRead(t *testing.T, h Harness) {
 	}
 	if err := rc.Close(); err != nil {
 		t.Fatalf("Close after partial read: %v", err)
+	}
+}
+
+func testGetRange(t *testing.T, h Harness) {
+	s := h.New(t)
+	key := prefixFor(t) + "ranged.tar.zst"
+	size := 2*h.PartSize + 77
+	want := Payload(size, 9)
+	put(t, s, key, want)
+	mid := h.PartSize - 10 // crosses a part boundary
+	cases := []struct {
+		name     string
+		off, n   int64
+		from, to int64 // expected bytes want[from:to]
+	}{
+		{"start", 0, 100, 0, 100},
+		{"middle", mid, 1000, mid, mid + 1000},
+		{"end", size - 300, 300, size - 300, size},
+		{"whole", 0, size, 0, size},
+		{"partly past the end", size - 50, 1000, size - 50, size},
+		{"at the end", size, 10, 0, 0},
+		{"past the end", size + 4096, 10, 0, 0},
+		{"zero length", 10, 0, 0, 0},
+		{"zero length past the end", size + 1, 0, 0, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, err := s.GetRange(t.Context(), key, tc.off, tc.n)
+			if err != nil {
+				t.Fatalf("GetRange(%d, %d): %v", tc.off, tc.n, err)
+			}
+			got, err := io.ReadAll(rc)
+			if err != nil {
+				t.Fatalf("GetRange(%d, %d): reading: %v", tc.off, tc.n, err)
+			}
+			if err := rc.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if !bytes.Equal(got, want[tc.from:tc.to]) {
+				t.Fatalf("GetRange(%d, %d) = %d bytes, want %d bytes (want[%d:%d])", tc.off, tc.n, len(got), tc.to-tc.from, tc.from, tc.to)
+			}
+		})
+	}
+	t.Run("negative", func(t *testing.T) {
+		if rc, err := s.GetRange(t.Context(), key, -1, 10); err == nil {
+			rc.Close()
+			t.Fatal("GetRange(-1, 10) did not fail")
+		}
+	})
+	t.Run("partial read then close", func(t *testing.T) {
+		rc, err := s.GetRange(t.Context(), key, 5, size-5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, 10)
+		if _, err := io.ReadFull(rc, head); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(head, want[5:15]) {
+			t.Fatal("first bytes differ")
+		}
+		if err := rc.Close(); err != nil {
+			t.Fatalf("Close after partial read: %v", err)
+		}
+	})
+}
+
+func testGetRangeMissing(t *testing.T, h Harness) {
+	s := h.New(t)
+	key := prefixFor(t) + "missing.tar.zst"
+	for _, r := range [][2]int64{{0, 10}, {100, 0}, {1 << 40, 10}} {
+		rc, err := s.GetRange(t.Context(), key, r[0], r[1])
+		if err == nil {
+			rc.Close()
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetRange(missing, %d, %d): err = %v, want ErrNotFound", r[0], r[1], err)
+		}
 	}
 }

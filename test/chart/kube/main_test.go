@@ -118,7 +118,7 @@ func buildBinary(dir string) (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "snapshot-job")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=k8s -X main.commit=k8s", "-o", bin, "./cmd/snapshot-job")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "disable_grpc_modules", "-ldflags", "-X main.version=k8s -X main.commit=k8s", "-o", bin, "./cmd/snapshot-job")
 	cmd.Dir = repoRoot()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
