@@ -32,6 +32,9 @@ PUSHGATEWAY         := /usr/bin/prometheus-pushgateway
 # Debian's etcd. Cached in .tools/kube/<version>: a new version builds anew.
 KUBE_VERSION      := v1.34.3
 ETCD_PACKAGE      := etcd-server
+# Debian's age CLI: the encryption tests check that standard tools decrypt
+# what the job wrote, and that the job restores what age encrypted by hand.
+AGE_PACKAGE       := age
 KUBE_DIR          := $(TOOLS)/kube/$(KUBE_VERSION)
 KUBE_STAMP        := $(KUBE_DIR)/.built
 KUBE_MINOR        := $(word 2,$(subst ., ,$(KUBE_VERSION)))
@@ -45,7 +48,7 @@ KUBE_LDFLAGS      := -s -w \
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test lint tools kube-tools k8s-test demo bench bench-mem bench-defaults bench-clean image clean fuzz chart-test soak
+.PHONY: all build test lint tools kube-tools k8s-test demo bench bench-mem bench-defaults bench-clean image clean fuzz chart-test soak age
 
 all: build
 
@@ -55,8 +58,8 @@ $(BIN): $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o $@ ./cmd/snapshot-job
 
 ## tools: install the pinned test servers into .tools/ and tools/azurite/,
-## and the Pushgateway (Debian) when missing
-tools: $(VERSITYGW) $(FAKE_GCS) $(AZURITE) pushgateway
+## the Pushgateway (Debian) and the age CLI when missing
+tools: $(VERSITYGW) $(FAKE_GCS) $(AZURITE) pushgateway age
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
@@ -95,6 +98,13 @@ pushgateway:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PUSHGATEWAY_PACKAGE) >/dev/null; }
 
+age:
+	@command -v age >/dev/null && command -v age-keygen >/dev/null || { \
+	  test "$$(id -u)" = 0 || { echo "age is missing: apt-get install $(AGE_PACKAGE) (as root), or put age and age-keygen on PATH"; exit 1; }; \
+	  echo "installing $(AGE_PACKAGE)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(AGE_PACKAGE) >/dev/null; }
+
 ## k8s-test: the chart on a real control plane (etcd, kube-apiserver,
 ## kube-controller-manager on 127.0.0.1) with a node stand-in that runs the
 ## real binary for each Pod; helm install, kubectl create job --from=cronjob
@@ -115,7 +125,7 @@ lint:
 ## use: versitygw in .tools/bin, Azurite in tools/azurite/node_modules.
 TESTSUM := $(TOOLS)/bin/testsum
 test:
-	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) and fake-gcs-server $(FAKE_GCS_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Pushgateway ($(PUSHGATEWAY_PACKAGE), installed once), the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes) and etcd (installed once)"
+	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) and fake-gcs-server $(FAKE_GCS_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Pushgateway ($(PUSHGATEWAY_PACKAGE), installed once), the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes), etcd and the age CLI (installed once)"
 	@$(MAKE) -s --no-print-directory tools kube-tools
 	@CGO_ENABLED=0 $(GO) build -o $(TESTSUM) ./scripts/testsum
 	@GO=$(GO) TOOLS=$(TOOLS) TESTSUM=$(TESTSUM) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS='$(FUZZ_TARGETS)' \

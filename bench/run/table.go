@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"filippo.io/age"
 )
 
 // row is one line of the table: an operation measured once per round.
@@ -85,25 +87,39 @@ type checks struct {
 	entriesPass bool
 	tree        string // diff -r of the restored tree
 	treePass    bool
+	treeAge     string // the same, of the encrypted snapshot
+	treeAgePass bool
 }
 
 var zstdRatioRE = regexp.MustCompile(`:\s*([0-9.]+)%\s*\(`)
 
 // tableRows are the rows of the table, in the order printed.
 type tableRows struct {
-	sjBackup, awsBackup, rcloneBackup, resticBackup, limit *row
-	sjRestore, awsRestore, awsRestoreSync                  *row
+	sjBackup, sjBackupAge, awsBackup, rcloneBackup, resticBackup, limit *row
+	sjRestore, sjRestoreAge, awsRestore, awsRestoreSync                 *row
+
+	// ageRecipient and ageIdentity are a key pair made for this run, for
+	// the encrypted rows.
+	ageRecipient, ageIdentity string
 }
 
 func (t *tableRows) all() []*row {
-	return []*row{t.sjBackup, t.awsBackup, t.rcloneBackup, t.resticBackup, t.limit, t.sjRestore, t.awsRestore, t.awsRestoreSync}
+	return []*row{t.sjBackup, t.sjBackupAge, t.awsBackup, t.rcloneBackup, t.resticBackup, t.limit, t.sjRestore, t.sjRestoreAge, t.awsRestore, t.awsRestoreSync}
 }
 
 func (b *bench) newTableRows(ds dataset) *tableRows {
 	sjEnv := fmt.Sprintf("SNAPSHOT_CLOUD_PROVIDER=s3 SNAPSHOT_AWS_ENDPOINT=%s SNAPSHOT_AWS_FORCE_PATH_STYLE=true SNAPSHOT_AWS_REGION=%s SNAPSHOT_AWS_BUCKET=%s SNAPSHOT_SOURCE_DIR=%s SNAPSHOT_CLOUD_PREFIX=run-N/ %s",
 		b.srv.Endpoint, region, bucketSnapshot, shellQuote(ds.Dir), strings.Join(append(slices.Clone(b.extraEnv), ""), " "))
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		panic(err) // crypto/rand does not fail
+	}
 	return &tableRows{
+		ageRecipient:   id.Recipient().String(),
+		ageIdentity:    id.String(),
 		sjBackup:       &row{group: "snapshot-job", name: "snapshot-job backup", cmdline: sjEnv + b.opts.bin + " backup", note: "plus SNAPSHOT_AWS_ACCESS_KEY and _SECRET_KEY"},
+		sjBackupAge:    &row{group: "snapshot-job", name: "snapshot-job backup, encrypted (age)", cmdline: sjEnv + "SNAPSHOT_ENCRYPTION_RECIPIENTS=<age1... made for the run> " + b.opts.bin + " backup", note: "one X25519 recipient"},
+		sjRestoreAge:   &row{group: "snapshot-job", name: "snapshot-job restore, encrypted (age)", cmdline: sjEnv + "SNAPSHOT_ENCRYPTION_IDENTITY=<its identity> SNAPSHOT_RESTORE_KEY=<key stored> SNAPSHOT_RESTORE_DIR=<empty dir> " + b.opts.bin + " restore", note: "includes its final syncfs"},
 		awsBackup:      &row{group: "aws", name: "tar | zstd -3 -T0 | aws s3 cp", note: "aws cli defaults: multipart_chunksize 8 MiB, max_concurrent_requests 10"},
 		rcloneBackup:   &row{group: "rclone", name: "tar | zstd -3 -T0 | rclone rcat", note: "rclone defaults: --s3-chunk-size 5 MiB, --s3-upload-concurrency 4"},
 		resticBackup:   &row{group: "restic", name: "restic backup (fresh repo)", note: "restic init before, untimed; repository format and compression at restic's defaults"},
@@ -190,6 +206,26 @@ func (b *bench) roundSnapshotJob(ctx context.Context, ds dataset, r int, rows *t
 		s, err := b.snapshotRestore(ctx, prefix, res.Key, dir, b.logFile(fmt.Sprintf("snapshot-job-restore-%d", r)))
 		if rows.sjRestore.add(s, err) && r == 1 {
 			chk.tree, chk.treePass = b.checkTree(ctx, ds, dir)
+		}
+		os.RemoveAll(dir)
+	}
+	if err := b.removePrefix(ctx, bucketSnapshot, prefix); err != nil {
+		return err
+	}
+	// The same, encrypted: what age costs on top.
+	prefix = fmt.Sprintf("run-%d-age/", r)
+	s, res, err = b.snapshotBackup(ctx, ds, prefix, b.logFile(fmt.Sprintf("snapshot-job-backup-age-%d", r)), "SNAPSHOT_ENCRYPTION_RECIPIENTS="+rows.ageRecipient)
+	if rows.sjBackupAge.add(s, err) {
+		if rows.sjBackupAge.stored == 0 {
+			rows.sjBackupAge.stored = res.Bytes
+		}
+		dir, err := b.emptyDir("restore")
+		if err != nil {
+			return err
+		}
+		s, err := b.snapshotRestore(ctx, prefix, res.Key, dir, b.logFile(fmt.Sprintf("snapshot-job-restore-age-%d", r)), "SNAPSHOT_ENCRYPTION_IDENTITY="+rows.ageIdentity)
+		if rows.sjRestoreAge.add(s, err) && r == 1 {
+			chk.treeAge, chk.treeAgePass = b.checkTree(ctx, ds, dir)
 		}
 		os.RemoveAll(dir)
 	}
@@ -315,6 +351,9 @@ func (b *bench) tableReport(size sizeArg, ds dataset, rows *tableRows, chk check
 	}
 	if !chk.treePass && rows.sjRestore.ok() {
 		failed = append(failed, "restored tree differs from the dataset")
+	}
+	if !chk.treeAgePass && rows.sjRestoreAge.ok() {
+		failed = append(failed, "tree restored from the encrypted snapshot differs from the dataset")
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%s (logs in %s)", strings.Join(failed, "; "), b.logs)
@@ -456,6 +495,9 @@ func writeTargets(sb *strings.Builder, sjB, sjR, awsB, awsR, awsRS, limit *row, 
 	}
 	if chk.entries != "" {
 		fmt.Fprintf(sb, "| object is plain tar+zstd | %s | %s |\n", cell(chk.entries), verdict("plain tar+zstd", chk.entriesPass))
+	}
+	if chk.treeAge != "" {
+		fmt.Fprintf(sb, "| tree restored from the encrypted snapshot equals the dataset | %s | %s |\n", cell(chk.treeAge), verdict("restored tree (age)", chk.treeAgePass))
 	}
 	if chk.tree != "" {
 		fmt.Fprintf(sb, "| restored tree equals the dataset | %s | %s |\n", cell(chk.tree), verdict("restored tree", chk.treePass))

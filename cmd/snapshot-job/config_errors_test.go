@@ -198,12 +198,11 @@ func TestOtherUnknownVariablesWarn(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644)
 	e, _ := fileEnv(t, src)
-	r := runJob(t, e.with("SNAPSHOT_CLOUD_PREFX", "x/", "SNAPSHOT_ENCRYPTION_IDENTITY", "AGE-SECRET-KEY-1EXAMPLE", "SNAPSHOT_GCS_PROJET", "p"))
+	r := runJob(t, e.with("SNAPSHOT_CLOUD_PREFX", "x/", "SNAPSHOT_GCS_PROJET", "p"))
 	expect(t, r, 0)
 	for _, w := range []string{
 		"unknown variable SNAPSHOT_CLOUD_PREFX is ignored; did you mean SNAPSHOT_CLOUD_PREFIX?",
 		"unknown variable SNAPSHOT_GCS_PROJET is ignored; did you mean SNAPSHOT_GCS_PROJECT?",
-		"variable SNAPSHOT_ENCRYPTION_IDENTITY is not supported by this version of snapshot-job and is ignored",
 	} {
 		if !strings.Contains(r.stderr, w) {
 			t.Errorf("no warning %q:\n%s", w, r.stderr)

@@ -42,6 +42,8 @@ func classify(ctx context.Context, verb string, err error) (int, string) {
 		}
 	}
 	switch {
+	case errors.Is(err, archive.ErrIdentity):
+		return exitConfig, "set SNAPSHOT_ENCRYPTION_IDENTITY from the Secret that holds the private key (the age identity or ssh private key of one of the snapshot's recipients); retrying will not help"
 	case errors.Is(err, setting.ErrInvalid):
 		return exitConfig, "fix the variable named above (or the pod's memory limit, when the message names it); retrying will not help"
 	case errors.Is(err, job.ErrPrune):

@@ -49,12 +49,13 @@ type Config struct {
 	IOTimeout         setting.Duration `envconfig:"IO_TIMEOUT" default:"60s"`
 	TerminationLog    string           `envconfig:"TERMINATION_LOG" default:"/dev/termination-log"`
 
-	Retention Retention     `envconfig:"RETENTION"`
-	Restore   Restore       `envconfig:"RESTORE"`
-	File      file.Config   `envconfig:"FILE"`
-	S3        s3.Config     `envconfig:"AWS"`
-	Azure     azblob.Config `envconfig:"AZBLOB"`
-	GCS       gcs.Config    `envconfig:"GCS"`
+	Retention  Retention     `envconfig:"RETENTION"`
+	Restore    Restore       `envconfig:"RESTORE"`
+	Encryption Encryption    `envconfig:"ENCRYPTION"`
+	File       file.Config   `envconfig:"FILE"`
+	S3         s3.Config     `envconfig:"AWS"`
+	Azure      azblob.Config `envconfig:"AZBLOB"`
+	GCS        gcs.Config    `envconfig:"GCS"`
 }
 
 // Retention is the pruning policy. Zero values switch a rule off.
@@ -82,6 +83,16 @@ type Restore struct {
 	// what it parses to (nil: everything).
 	Paths     []string       `envconfig:"PATHS"`
 	Selection *archive.Paths `ignored:"true"`
+}
+
+// Encryption is what backups encrypt to and what restores decrypt with.
+type Encryption struct {
+	// Recipients are age recipients and ssh public keys, comma- or
+	// newline-separated; set, every backup is encrypted to all of them.
+	Recipients string `envconfig:"RECIPIENTS"`
+	// Identity is the private key of one of them, for the verbs that read
+	// snapshots. A backup never needs it.
+	Identity setting.Secret `envconfig:"IDENTITY"`
 }
 
 // Verbs and the accepted values of the enumerated variables.
@@ -270,6 +281,21 @@ func (c Config) problems() []string {
 	p.OneOf("RESTORE_IF_NOT_EMPTY", c.Restore.IfNotEmpty, IfNotEmptyValues)
 	if c.SourceDir == "" {
 		p.Add("SOURCE_DIR", "is empty; use the path of the snapshot volume")
+	}
+	if c.Encryption.Recipients != "" {
+		if _, err := archive.ParseRecipients(c.Encryption.Recipients); err != nil {
+			p.Add("ENCRYPTION_RECIPIENTS", "%s", err)
+		}
+	}
+	if c.Encryption.Identity != "" {
+		if _, err := archive.ParseIdentities(c.Encryption.Identity.Reveal()); err != nil {
+			p.Add("ENCRYPTION_IDENTITY", "%s", err)
+		}
+	}
+	if c.S3.ObjectLock() && c.Provider != "" && c.Provider != s3.Name {
+		// Ignoring them would store snapshots anyone with the job's
+		// credentials can erase, which the operator asked not to.
+		p.Add("AWS_OBJECT_LOCK_MODE", "Object Lock (SNAPSHOT_AWS_OBJECT_LOCK_MODE, SNAPSHOT_AWS_OBJECT_LOCK_DAYS) is not supported for this provider yet (SNAPSHOT_CLOUD_PROVIDER=%s): unset both, or use s3", c.Provider)
 	}
 	problems := append(p.List(), c.Metrics.Problems()...)
 	if selected != nil {

@@ -31,9 +31,9 @@ const (
 const partialBytes = len(".partial-") + len("-") + 16
 
 // encryptedExt is what an encrypted snapshot adds to snapname.Ext. The
-// bounds count it now so that turning encryption on never makes a valid
-// configuration invalid.
-const encryptedExt = ".age"
+// bounds count it always so that turning encryption on never makes a
+// valid configuration invalid.
+const encryptedExt = snapname.AgeExt
 
 // keySuffixBytes is what follows the name in the longest key:
 // "-YYYYMMDDTHHMMSSZ.tar.zst.age".

@@ -34,18 +34,6 @@ func isSafety(name string) bool {
 		name == setting.Prefix+"_RESTORE_PATHS"
 }
 
-// notInThisVersion are variables of the contract this build does not
-// read yet. They are no typo, so they get no "did you mean"; where
-// ignoring one would protect the snapshots less than the operator asked
-// for, the reason is given and the run stops as for a misspelt safety
-// setting. A name stops mattering here once a Config field reads it.
-var notInThisVersion = map[string]string{
-	setting.Prefix + "_ENCRYPTION_IDENTITY":   "",
-	setting.Prefix + "_ENCRYPTION_RECIPIENTS": "backups would be stored unencrypted",
-	setting.Prefix + "_AWS_OBJECT_LOCK_MODE":  "snapshots would be stored without Object Lock",
-	setting.Prefix + "_AWS_OBJECT_LOCK_DAYS":  "snapshots would be stored without Object Lock",
-}
-
 // UnknownVariables checks the SNAPSHOT_* names of environ (os.Environ's
 // format) that the job does not read. Each gets a warning naming the
 // nearest known name; when that name is a plausible typo of a safety
@@ -71,15 +59,6 @@ func UnknownVariables(environ []string, allowUnknown bool) (warnings, problems [
 		problems = append(problems, k+": "+msg+"; the run stops rather than ignore it: fix the name, or set SNAPSHOT_ALLOW_UNKNOWN=true to run anyway")
 	}
 	for _, k := range names {
-		if reason, ok := notInThisVersion[strings.ToUpper(k)]; ok {
-			msg := fmt.Sprintf("variable %s is not supported by this version of snapshot-job", k)
-			if reason == "" {
-				warnings = append(warnings, msg+" and is ignored")
-			} else {
-				stop(k, msg+": "+reason)
-			}
-			continue
-		}
 		best, close := nearest(k, known)
 		switch {
 		case close && isSafety(best):

@@ -44,7 +44,6 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 		"SNAPSHOT_GCS_BUKET":               "did you mean SNAPSHOT_GCS_BUCKET?",
 		"SNAPSHOT_GCS_CREDENTIAL_JSON":     "did you mean SNAPSHOT_GCS_CREDENTIALS_JSON?",
 		"SNAPSHOT_METRICS_PUSHGATEWAY_UTL": "did you mean SNAPSHOT_METRICS_PUSHGATEWAY_URL?",
-		"SNAPSHOT_ENCRYPTION_IDENTITY":     "is not supported by this version",
 		// Kubernetes service links of a Service named "snapshot": far
 		// from every name, so never taken for a safety setting.
 		"SNAPSHOT_PORT":                "the nearest known name is",
@@ -63,17 +62,6 @@ func TestOtherUnknownNamesWarn(t *testing.T) {
 	}
 }
 
-// Contract variables this version does not read, where ignoring them
-// would leave the snapshots less protected than asked, stop the run.
-func TestUnsupportedProtectiveSettingsStop(t *testing.T) {
-	for _, name := range []string{"SNAPSHOT_ENCRYPTION_RECIPIENTS", "SNAPSHOT_AWS_OBJECT_LOCK_MODE", "SNAPSHOT_AWS_OBJECT_LOCK_DAYS"} {
-		w, p := UnknownVariables([]string{name + "=x"}, false)
-		if len(w) != 0 || len(p) != 1 || !strings.Contains(p[0], "not supported by this version") {
-			t.Errorf("%s: warnings %q, problems %q", name, w, p)
-		}
-	}
-}
-
 // A misspelt SNAPSHOT_RESTORE_PATHS would restore the whole snapshot.
 func TestMisspeltRestorePathsStops(t *testing.T) {
 	for _, name := range []string{"SNAPSHOT_RESTORE_PATH", "SNAPSHOT_RESTOR_PATHS"} {
@@ -88,9 +76,6 @@ func TestKnownVariablesAreNotReported(t *testing.T) {
 	var environ []string
 	for _, k := range KnownVariables() {
 		environ = append(environ, k+"=x")
-		if _, ok := notInThisVersion[k]; ok {
-			t.Errorf("%s is read by this version: remove it from notInThisVersion", k)
-		}
 	}
 	if w, p := UnknownVariables(environ, false); len(w)+len(p) != 0 {
 		t.Errorf("known variables reported: %q %q", w, p)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 	"github.com/snapshot-job/snapshot-job/internal/volume"
@@ -66,20 +67,43 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 			return res, err
 		}
 	}
+	recipients, err := archive.ParseRecipients(c.Encryption.Recipients)
+	if err != nil {
+		return res, fmt.Errorf("%w: SNAPSHOT_ENCRYPTION_RECIPIENTS: %w", setting.ErrInvalid, err)
+	}
+	if c.Encryption.Identity != "" {
+		r.Log.Warn("SNAPSHOT_ENCRYPTION_IDENTITY is set, and a backup never needs it: keep the private key out of the backup's environment (only restores read it)")
+	}
 	if err := r.Store.Check(ctx, store.Write); err != nil {
 		return res, err
 	}
 	res.Key = snapname.Key(c.Prefix, c.Name, start)
+	if len(recipients) > 0 {
+		res.Key = snapname.EncryptedKey(c.Prefix, c.Name, start)
+		estimate = archive.EncryptedSize(estimate, recipients)
+	}
 	r.Log.Info("backup started", "key", res.Key, "store", r.Store.String(), "source", c.SourceDir,
-		"files", scan.Files, "source_bytes", scan.Bytes, "level", c.CompressionLevel)
+		"files", scan.Files, "source_bytes", scan.Bytes, "level", c.CompressionLevel, "recipients", len(recipients))
 
 	var read, stored atomic.Int64
 	pr, pw := io.Pipe()
 	archived := make(chan error, 1)
 	var st archive.Stats
 	go func() {
+		var w io.Writer = pw
+		var enc io.WriteCloser
 		var err error
-		st, err = archive.Write(ctx, pw, c.SourceDir, archive.WriteOptions{
+		if len(recipients) > 0 {
+			// age over the finished tar+zstd stream, so that age -d
+			// gives back exactly what an unencrypted snapshot holds.
+			if enc, err = archive.Encrypt(pw, recipients); err != nil {
+				pw.CloseWithError(err)
+				archived <- err
+				return
+			}
+			w = enc
+		}
+		st, err = archive.Write(ctx, w, c.SourceDir, archive.WriteOptions{
 			Level:       c.CompressionLevel,
 			Concurrency: plan.Workers,
 			Logger:      r.Log,
@@ -88,6 +112,9 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 			Reserved:    reserved,
 			BeforeEnd:   watch.Recheck,
 		})
+		if err == nil && enc != nil {
+			err = enc.Close()
+		}
 		pw.CloseWithError(err)
 		archived <- err
 	}()
@@ -102,6 +129,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 			"files":        strconv.FormatInt(scan.Files, 10),
 			"tool-version": r.Version,
 			"created":      start.Format(time.RFC3339),
+			"encryption":   encryptionName(len(recipients)),
 		},
 	})
 	pr.CloseWithError(errStoreStopped)
@@ -148,4 +176,13 @@ func ratio(src, stored int64) float64 {
 		return 0
 	}
 	return round1(float64(src) / float64(stored))
+}
+
+// encryptionName is the object's "encryption" metadata: how the body is
+// encrypted, or "none".
+func encryptionName(recipients int) string {
+	if recipients > 0 {
+		return "age"
+	}
+	return "none"
 }

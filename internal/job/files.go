@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
 
@@ -64,8 +65,23 @@ func (r *Runner) Files(ctx context.Context, asJSON bool) (Result, error) {
 		}
 	}
 	rg := &storeRanger{s: r.Store, key: obj.Key}
+	var ranger archive.Ranger = rg
+	size := obj.Size
+	if snapname.Encrypted(obj.Key) {
+		// age authenticates 64 KiB chunks on their own, so the index is
+		// read from the end of the plaintext as from a plain object.
+		ids, err := r.identities()
+		if err != nil {
+			return res, err
+		}
+		plain, n, err := archive.DecryptAt(readerAt{ctx, rg}, obj.Size, ids)
+		if err != nil {
+			return res, fmt.Errorf("opening %s: %w", obj.Key, err)
+		}
+		ranger, size = plainRanger{plain, n}, n
+	}
 	var n int64
-	ix, err := archive.OpenIndex(ctx, rg, obj.Size)
+	ix, err := archive.OpenIndex(ctx, ranger, size)
 	indexed := err == nil
 	switch {
 	case err == nil:
@@ -92,7 +108,7 @@ func (r *Runner) Files(ctx context.Context, asJSON bool) (Result, error) {
 }
 
 func (r *Runner) streamFiles(ctx context.Context, key string, read *atomic.Int64, print func(*archive.Entry) error) (int64, error) {
-	rc, _, err := r.Store.Get(ctx, key)
+	rc, _, err := r.openKey(ctx, key)
 	if err != nil {
 		return 0, err
 	}
@@ -148,6 +164,35 @@ func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadClose
 		io.Reader
 		io.Closer
 	}{counter{rc, &g.read}, rc}, nil
+}
+
+// readerAt reads an object through its ranges, for age's random access.
+type readerAt struct {
+	ctx context.Context
+	rg  *storeRanger
+}
+
+func (a readerAt) ReadAt(p []byte, off int64) (int, error) {
+	rc, err := a.rg.ReadRange(a.ctx, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.ReadFull(rc, p)
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// plainRanger serves ranges of a decrypted snapshot of size bytes.
+type plainRanger struct {
+	r    io.ReaderAt
+	size int64
+}
+
+func (p plainRanger) ReadRange(_ context.Context, off, n int64) (io.ReadCloser, error) {
+	return io.NopCloser(bufio.NewReaderSize(io.NewSectionReader(p.r, off, min(n, max(p.size-off, 0))), 1<<20)), nil
 }
 
 // printable quotes a name that holds control characters, which would

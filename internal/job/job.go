@@ -12,7 +12,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/config"
+	"github.com/snapshot-job/snapshot-job/internal/setting"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
@@ -124,17 +126,24 @@ func (r *Runner) resolve(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if len(snaps) == 0 {
-		return "", fmt.Errorf("%w: no snapshot named %s-<time>%s under %q in %s", ErrNothingToRestore, r.Config.Name, snapname.Ext, r.Config.Prefix, r.Store)
+		return "", fmt.Errorf("%w: no snapshot named %s-<time>%s (or %s%s) under %q in %s", ErrNothingToRestore, r.Config.Name, snapname.Ext, snapname.Ext, snapname.AgeExt, r.Config.Prefix, r.Store)
 	}
 	return snaps[0].Key, nil
 }
 
-// open resolves and opens the snapshot to read.
+// open resolves and opens the snapshot to read. An encrypted one is
+// decrypted with SNAPSHOT_ENCRYPTION_IDENTITY, whose header is read here:
+// a missing or wrong identity fails before the caller touches anything.
 func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) {
 	key, err := r.resolve(ctx)
 	if err != nil {
 		return nil, store.Object{}, err
 	}
+	return r.openKey(ctx, key)
+}
+
+// openKey opens the snapshot key as open does, once resolved.
+func (r *Runner) openKey(ctx context.Context, key string) (io.ReadCloser, store.Object, error) {
 	rc, obj, err := r.Store.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		if r.Config.Restore.Key != "latest" {
@@ -142,5 +151,45 @@ func (r *Runner) open(ctx context.Context) (io.ReadCloser, store.Object, error) 
 		}
 		return nil, obj, fmt.Errorf("%w: %w", ErrNothingToRestore, err)
 	}
-	return rc, obj, err
+	if err != nil || !snapname.Encrypted(key) {
+		return rc, obj, err
+	}
+	ids, err := r.identities()
+	if err != nil {
+		rc.Close()
+		return nil, obj, err
+	}
+	plain, err := archive.Decrypt(rc, ids)
+	if err != nil {
+		rc.Close()
+		return nil, obj, fmt.Errorf("opening %s: %w", key, err)
+	}
+	return decrypted{plain, rc}, obj, nil
+}
+
+// identities parses SNAPSHOT_ENCRYPTION_IDENTITY; none when it is unset.
+func (r *Runner) identities() (archive.Identities, error) {
+	id := r.Config.Encryption.Identity
+	if id == "" {
+		return nil, nil
+	}
+	ids, err := archive.ParseIdentities(id.Reveal())
+	if err != nil {
+		return nil, fmt.Errorf("%w: SNAPSHOT_ENCRYPTION_IDENTITY %w", setting.ErrInvalid, err)
+	}
+	return ids, nil
+}
+
+// decrypted reads through a decrypter and closes it, then the object
+// below it.
+type decrypted struct {
+	plain io.ReadCloser
+	obj   io.Closer
+}
+
+func (d decrypted) Read(p []byte) (int, error) { return d.plain.Read(p) }
+
+func (d decrypted) Close() error {
+	d.plain.Close()
+	return d.obj.Close()
 }

@@ -2,7 +2,9 @@ package job
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/config"
@@ -86,14 +88,37 @@ func (r *Runner) prune(ctx context.Context, start time.Time, justWritten string)
 			doomed = append(doomed, d.Key)
 		}
 	}
-	r.Log.Info("retention", "policy", policy.String(), "snapshots", len(snaps), "delete", len(doomed),
-		"keep", len(snaps)-len(doomed), "other_keys_untouched", len(keys)-len(snaps), "dry_run", dry)
+	summary := func(deleted, locked int) {
+		r.Log.Info("retention", "policy", policy.String(), "snapshots", len(snaps), "delete", deleted,
+			"keep", len(snaps)-deleted, "retained_by_lock", locked, "other_keys_untouched", len(keys)-len(snaps), "dry_run", dry)
+	}
 	if dry {
+		summary(len(doomed), 0)
 		return nil, len(snaps), nil
 	}
-	if err := r.Store.Delete(ctx, doomed); err != nil {
+	err = r.Store.Delete(ctx, doomed)
+	locked := 0
+	if le, ok := errors.AsType[*store.LockedError](err); ok {
+		// The store keeps what its lock protects, as it was set up to:
+		// those snapshots are kept, and pruning them again once the lock
+		// expires deletes them.
+		held := map[string]bool{}
+		for _, l := range le.Locked {
+			held[l.Key] = true
+			if l.Until.IsZero() {
+				r.Log.Info("keeping snapshot: retained by a legal hold", "key", l.Key)
+			} else {
+				until := l.Until.UTC().Format(time.RFC3339)
+				r.Log.Info("keeping snapshot: retained until "+until+" by its lock", "key", l.Key, "retained_until", until)
+			}
+		}
+		doomed = slices.DeleteFunc(doomed, func(k string) bool { return held[k] })
+		locked, err = len(held), le.Others
+	}
+	if err != nil {
 		return nil, 0, fmt.Errorf("deleting %d snapshots: %w", len(doomed), err)
 	}
+	summary(len(doomed), locked)
 	if s, ok := r.Store.(uploadSweeper); ok {
 		ours := func(key string) bool {
 			_, ok := snapname.Parse(c.Prefix, c.Name, key)

@@ -546,3 +546,29 @@ func ExamplePlan() {
 	// true snapshots/kubeshark-20261125T030000Z.tar.zst within max age 24h0m0s
 	// false snapshots/kubeshark-20261124T030000Z.tar.zst no rule keeps it
 }
+
+// Encrypted and plain snapshots of one name are one series: turning
+// encryption on or off never resets retention, nor keeps two of each.
+func TestEncryptedAndPlainAreOneSeries(t *testing.T) {
+	keys := []string{
+		"s/k-20261101T000000Z.tar.zst",
+		"s/k-20261102T000000Z.tar.zst.age",
+		"s/k-20261103T000000Z.tar.zst",
+		"s/k-20261104T000000Z.tar.zst.age",
+		"s/k-20261104T000000Z.tar.zst.age.bak",
+		"s/other-20261105T000000Z.tar.zst.age",
+	}
+	snaps := Match("s/", "k", keys)
+	if len(snaps) != 4 || snaps[0].Key != keys[3] || snaps[3].Key != keys[0] {
+		t.Fatalf("Match = %v, want the four snapshots of k, newest first", snaps)
+	}
+	var kept []string
+	for _, d := range Plan(snaps, Policy{KeepLast: 2}, time.Date(2026, 11, 5, 0, 0, 0, 0, time.UTC), "") {
+		if d.Keep {
+			kept = append(kept, d.Key)
+		}
+	}
+	if want := []string{keys[3], keys[2]}; !slices.Equal(kept, want) {
+		t.Errorf("kept %q, want %q", kept, want)
+	}
+}

@@ -15,22 +15,41 @@ func TestKey(t *testing.T) {
 	}
 }
 
+func TestEncryptedKey(t *testing.T) {
+	at := time.Date(2026, 11, 26, 3, 15, 0, 0, time.UTC)
+	k := EncryptedKey("snapshots/", "kubeshark", at)
+	if k != "snapshots/kubeshark-20261126T031500Z.tar.zst.age" {
+		t.Errorf("EncryptedKey = %q", k)
+	}
+	if !Encrypted(k) || Encrypted(Key("snapshots/", "kubeshark", at)) {
+		t.Errorf("Encrypted is wrong")
+	}
+	if got, ok := Parse("snapshots/", "kubeshark", k); !ok || !got.Equal(at) {
+		t.Errorf("Parse(%q) = %s, %v", k, got, ok)
+	}
+}
+
 func TestParse(t *testing.T) {
 	want := time.Date(2026, 11, 26, 3, 15, 0, 0, time.UTC)
 	for key, ok := range map[string]bool{
-		"snapshots/kubeshark-20261126T031500Z.tar.zst":       true,
-		"snapshots/kubeshark-20261126T031500Z.tar.zst.bak":   false,
-		"snapshots/kubeshark-20261126T031500Z.tar":           false,
-		"snapshots/sub/kubeshark-20261126T031500Z.tar.zst":   false,
-		"snapshots2/kubeshark-20261126T031500Z.tar.zst":      false,
-		"snapshots/kubeshark-2-20261126T031500Z.tar.zst":     false,
-		"snapshots/kubeshark-latest.tar.zst":                 false,
-		"snapshots/kubeshark-20261126T031500.tar.zst":        false,
-		"snapshots/kubeshark-20261326T031500Z.tar.zst":       false,
-		"snapshots/kubeshark-20261126t031500z.tar.zst":       false,
-		"snapshots/kubeshark-20261126T031500Z.tar.zst/":      false,
-		"snapshots/kubeshark-x20261126T031500Z.tar.zst":      false,
-		"other/snapshots/kubeshark-20261126T031500Z.tar.zst": false,
+		"snapshots/kubeshark-20261126T031500Z.tar.zst":         true,
+		"snapshots/kubeshark-20261126T031500Z.tar.zst.age":     true,
+		"snapshots/kubeshark-20261126T031500Z.tar.zst.age.age": false,
+		"snapshots/kubeshark-20261126T031500Z.tar.age":         false,
+		"snapshots/kubeshark-20261126T031500Z.age":             false,
+		"snapshots/kubeshark-20261126T031500Z.tar.zst.agex":    false,
+		"snapshots/kubeshark-20261126T031500Z.tar.zst.bak":     false,
+		"snapshots/kubeshark-20261126T031500Z.tar":             false,
+		"snapshots/sub/kubeshark-20261126T031500Z.tar.zst":     false,
+		"snapshots2/kubeshark-20261126T031500Z.tar.zst":        false,
+		"snapshots/kubeshark-2-20261126T031500Z.tar.zst":       false,
+		"snapshots/kubeshark-latest.tar.zst":                   false,
+		"snapshots/kubeshark-20261126T031500.tar.zst":          false,
+		"snapshots/kubeshark-20261326T031500Z.tar.zst":         false,
+		"snapshots/kubeshark-20261126t031500z.tar.zst":         false,
+		"snapshots/kubeshark-20261126T031500Z.tar.zst/":        false,
+		"snapshots/kubeshark-x20261126T031500Z.tar.zst":        false,
+		"other/snapshots/kubeshark-20261126T031500Z.tar.zst":   false,
 	} {
 		got, matched := Parse("snapshots/", "kubeshark", key)
 		if matched != ok {

@@ -112,12 +112,43 @@ type Store interface {
 	List(ctx context.Context, prefix string) ([]Object, error)
 
 	// Delete removes the given keys. Deleting a missing key is not an error.
+	// Keys the store refuses to delete because a retention lock still
+	// holds them (S3 Object Lock) are reported in a *LockedError; the
+	// other keys are deleted all the same.
 	Delete(ctx context.Context, keys []string) error
 
 	// String names the store for logs, e.g. "s3://bucket (eu-west-1)".
 	// It never includes secrets.
 	String() string
 }
+
+// Locked is one object a retention lock keeps from being deleted.
+type Locked struct {
+	Key string
+	// Until is when the lock expires; zero for a lock without an end
+	// (a legal hold).
+	Until time.Time
+}
+
+// LockedError is Delete's answer when some keys could not be deleted
+// because a retention lock holds them. That is the store doing what it
+// was set up to do, not a failure: retention counts them as kept. Other
+// failures of the same Delete are in Others (nil when there were none),
+// which Unwrap returns, so errors.Is on a LockedError sees only them.
+type LockedError struct {
+	Locked []Locked
+	Others error
+}
+
+func (e *LockedError) Error() string {
+	msg := fmt.Sprintf("%d objects are retained by a lock", len(e.Locked))
+	if e.Others != nil {
+		msg += "; " + e.Others.Error()
+	}
+	return msg
+}
+
+func (e *LockedError) Unwrap() error { return e.Others }
 
 // CheckRange refuses a range GetRange cannot mean.
 func CheckRange(key string, off, n int64) error {

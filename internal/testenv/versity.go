@@ -46,6 +46,13 @@ func WithTLS(certFile, keyFile, caFile string) VersityOption {
 	return func(c *VersitySetup) { c.CertFile, c.KeyFile, c.CAFile = certFile, keyFile, caFile }
 }
 
+// WithVersioning lets buckets keep versions (versitygw's posix backend
+// keeps them in a directory of their own), as S3 does; a bucket created
+// with Object Lock then has versioning enabled, as on AWS.
+func WithVersioning() VersityOption {
+	return func(c *VersitySetup) { c.VersioningDir = "on" }
+}
+
 // StartVersity starts the pinned versitygw with random root keys on a free
 // port, waits until it answers and stops it in Cleanup. It fails the test
 // when the binary is missing (run make tools).
@@ -54,6 +61,9 @@ func StartVersity(t testing.TB, opts ...VersityOption) *Versity {
 	setup := VersitySetup{Bin: Tool(t, VersityBin), Dir: t.TempDir(), IAMDir: t.TempDir(), SidecarDir: t.TempDir()}
 	for _, o := range opts {
 		o(&setup)
+	}
+	if setup.VersioningDir != "" {
+		setup.VersioningDir = t.TempDir()
 	}
 	p, err := LaunchVersity(context.Background(), setup)
 	if err != nil {
@@ -79,6 +89,9 @@ type VersitySetup struct {
 	Dir, IAMDir, SidecarDir string
 	// CertFile and KeyFile make it serve HTTPS; CAFile signed them.
 	CertFile, KeyFile, CAFile string
+	// VersioningDir, when set, is where the posix backend keeps object
+	// versions; without it buckets cannot be versioned.
+	VersioningDir string
 }
 
 // VersityProcess is a running versitygw.
@@ -127,6 +140,9 @@ func LaunchVersity(ctx context.Context, s VersitySetup) (*VersityProcess, error)
 	// a filesystem without them it needs a sidecar directory instead.
 	if !XattrSupported(s.Dir) {
 		backend = append(backend, "--sidecar", s.SidecarDir)
+	}
+	if s.VersioningDir != "" {
+		backend = append(backend, "--versioning-dir", s.VersioningDir)
 	}
 	backend = append(backend, s.Dir)
 
@@ -270,6 +286,15 @@ func (v *Versity) CreateBucket(t testing.TB, name string) {
 	t.Helper()
 	if _, err := v.client.CreateBucket(opCtx(t), &awss3.CreateBucketInput{Bucket: &name}); err != nil {
 		t.Fatalf("CreateBucket(%q): %v", name, err)
+	}
+}
+
+// CreateLockedBucket creates a bucket with Object Lock enabled (and so,
+// on a server started WithVersioning, versioning).
+func (v *Versity) CreateLockedBucket(t testing.TB, name string) {
+	t.Helper()
+	if _, err := v.client.CreateBucket(opCtx(t), &awss3.CreateBucketInput{Bucket: &name, ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
+		t.Fatalf("CreateBucket(%q, object lock): %v", name, err)
 	}
 }
 

@@ -35,6 +35,7 @@ cloud:
     sse: aws:kms
     sseKmsKeyId: alias/snap
     storageClass: STANDARD_IA
+    objectLock: {mode: GOVERNANCE, days: 30}
 `,
 	"azblob": `
 cloud:
@@ -46,6 +47,12 @@ cloud:
     storageKey: c3RvcmFnZS1rZXktRVhBTVBMRQ==
     endpoint: https://snapacct.blob.core.usgovcloudapi.net
     accessTier: Cool
+`,
+	"encryption": `
+cloud: {provider: s3, s3: {bucket: b}}
+encryption:
+  recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
+  identitySecret: snapshot-age-key
 `,
 	"inline-only": `
 cloud:
@@ -481,6 +488,8 @@ func TestS3Inline(t *testing.T) {
 		"SNAPSHOT_AWS_SSE":               "aws:kms",
 		"SNAPSHOT_AWS_SSE_KMS_KEY_ID":    "alias/snap",
 		"SNAPSHOT_AWS_STORAGE_CLASS":     "STANDARD_IA",
+		"SNAPSHOT_AWS_OBJECT_LOCK_MODE":  "GOVERNANCE",
+		"SNAPSHOT_AWS_OBJECT_LOCK_DAYS":  "30",
 	}
 	if !maps.Equal(cm.Data, wantConfig) {
 		t.Errorf("ConfigMap data\n got %v\nwant %v", cm.Data, wantConfig)
@@ -497,6 +506,13 @@ func TestS3Inline(t *testing.T) {
 		}
 		if v, _ := envValue(t, c, "SNAPSHOT_CLOUD_PREFIX"); v != "snapshots/" {
 			t.Errorf("%s: SNAPSHOT_CLOUD_PREFIX = %q", short, v)
+		}
+	}
+
+	// Object Lock: both or neither.
+	for _, half := range []string{"{mode: GOVERNANCE}", "{days: 7}"} {
+		if _, err := renderErr(t, "cloud: {provider: s3, s3: {bucket: b, objectLock: "+half+"}}"); err == nil || !strings.Contains(err.Error(), "set mode and days together") {
+			t.Errorf("objectLock %s: %v, want the chart to refuse it", half, err)
 		}
 	}
 
@@ -619,6 +635,7 @@ func harnessInput(r *Rendered, pt corev1.PodTemplateSpec) podcontract.Input {
 	in.Pod.Meta.Name, in.Pod.Meta.Namespace = "pod-1", namespace
 	in.ConfigMaps["kubeshark-s3-config"], in.ConfigMaps["extra-config"] = cms[0], cms[1]
 	in.Secrets["kubeshark-s3-creds"] = secrets[0]
+	in.Secrets["snapshot-age-key"] = &corev1.Secret{Data: map[string][]byte{"identity": []byte(testIdentity)}}
 	return in
 }
 
@@ -938,5 +955,88 @@ func TestLongNames(t *testing.T) {
 	}
 	if _, ok := r.CronJobs[long[:40]+"-backup"]; !ok {
 		t.Errorf("names: %v", slices.Collect(maps.Keys(r.CronJobs)))
+	}
+}
+
+// testIdentity is the private key in the referenced Secret snapshot-age-key.
+const testIdentity = "AGE-SECRET-KEY-1TESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTESTTEST"
+
+// The backup gets the public keys and never the private key; the restore
+// Jobs get the private key from its Secret and no recipients.
+func TestEncryption(t *testing.T) {
+	r := render(t, `
+cloud: {provider: s3, s3: {bucket: b}}
+encryption:
+  recipients:
+    - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+    - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJr8yQ ops@example
+  identitySecret: snapshot-age-key
+`)
+	pts := podTemplates(t, r)
+	if len(pts) != 3 {
+		t.Fatalf("pod templates %v, want backup, restore and the hook", slices.Collect(maps.Keys(pts)))
+	}
+	for short, pt := range pts {
+		c := theContainer(t, pt)
+		env := envOf(c)
+		rec, hasRec := env["SNAPSHOT_ENCRYPTION_RECIPIENTS"]
+		id, hasID := env["SNAPSHOT_ENCRYPTION_IDENTITY"]
+		if short == "backup" {
+			if !hasRec || rec.Value != "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p,ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJr8yQ ops@example" {
+				t.Errorf("backup: SNAPSHOT_ENCRYPTION_RECIPIENTS = %+v", rec)
+			}
+			if hasID {
+				t.Errorf("backup: has SNAPSHOT_ENCRYPTION_IDENTITY: the backup must never get the private key")
+			}
+		} else {
+			if hasRec {
+				t.Errorf("%s: has SNAPSHOT_ENCRYPTION_RECIPIENTS", short)
+			}
+			ref := id.ValueFrom
+			if !hasID || id.Value != "" || ref == nil || ref.SecretKeyRef == nil || ref.SecretKeyRef.Name != "snapshot-age-key" || ref.SecretKeyRef.Key != "identity" {
+				t.Errorf("%s: SNAPSHOT_ENCRYPTION_IDENTITY = %+v, want it from Secret snapshot-age-key, key identity", short, id)
+			}
+		}
+		// As the kubelet builds it: the private key is in the restore
+		// pods' environment and in no backup pod's.
+		kenv, err := podcontract.Environment(harnessInput(r, pt), c)
+		if err != nil {
+			t.Fatalf("%s: %v", short, err)
+		}
+		if got := kenv["SNAPSHOT_ENCRYPTION_IDENTITY"]; (got == testIdentity) != (short != "backup") {
+			t.Errorf("%s: the kubelet's SNAPSHOT_ENCRYPTION_IDENTITY is %q", short, got)
+		}
+		// The identity's Secret is referenced by that one env entry only.
+		for _, f := range c.EnvFrom {
+			if f.SecretRef != nil && f.SecretRef.Name == "snapshot-age-key" {
+				t.Errorf("%s: the identity Secret is mounted whole with envFrom", short)
+			}
+		}
+		for _, v := range pt.Spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == "snapshot-age-key" {
+				t.Errorf("%s: the identity Secret is mounted as a volume", short)
+			}
+		}
+	}
+	for name, data := range r.ConfigMaps {
+		for k := range data.Data {
+			if strings.Contains(k, "ENCRYPTION") {
+				t.Errorf("ConfigMap %s carries %s", name, k)
+			}
+		}
+	}
+
+	// Off by default: no encryption variable anywhere.
+	for short, pt := range podTemplates(t, render(t, "cloud: {provider: s3, s3: {bucket: b}}")) {
+		for name := range envOf(theContainer(t, pt)) {
+			if strings.HasPrefix(name, "SNAPSHOT_ENCRYPTION_") {
+				t.Errorf("%s: %s set without encryption values", short, name)
+			}
+		}
+	}
+	// Another key of the Secret.
+	r = render(t, "cloud: {provider: s3, s3: {bucket: b}}\nencryption: {identitySecret: k, identitySecretKey: key.txt}")
+	if id := envOf(theContainer(t, podTemplates(t, r)["restore"]))["SNAPSHOT_ENCRYPTION_IDENTITY"]; id.ValueFrom == nil || id.ValueFrom.SecretKeyRef.Key != "key.txt" {
+		t.Errorf("identitySecretKey: %+v", id)
 	}
 }

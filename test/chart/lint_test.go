@@ -107,6 +107,12 @@ func TestSchemaRejects(t *testing.T) {
 		"metrics: {pushgateway: {url: 'http://a b'}}":      "url",
 		"metrics: {pushgatway: {url: 'http://pg'}}":        "pushgatway",
 		"metrics: {job: 7}":                                "job",
+
+		// Object Lock and encryption.
+		"cloud: {s3: {objectLock: {mode: governance, days: 1}}}": "mode",
+		"cloud: {s3: {objectLock: {mode: COMPLIANCE, days: 0}}}": "days",
+		"encryption: {recipients: [AGE-SECRET-KEY-1XYZ]}":        "recipients",
+		"encryption: {identity: AGE-SECRET-KEY-1XYZ}":            "identity",
 	} {
 		_, err := renderErr(t, values)
 		if err == nil {

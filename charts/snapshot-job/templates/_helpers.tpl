@@ -112,6 +112,16 @@ SNAPSHOT_AWS_SSE_KMS_KEY_ID: {{ . | quote }}
 {{- with $s3.storageClass }}
 SNAPSHOT_AWS_STORAGE_CLASS: {{ . | quote }}
 {{- end }}
+{{- $lock := $s3.objectLock | default dict }}
+{{- if ne (empty $lock.mode) (kindIs "invalid" $lock.days) }}
+{{- fail "cloud.s3.objectLock: set mode and days together (or neither)" }}
+{{- end }}
+{{- with $lock.mode }}
+SNAPSHOT_AWS_OBJECT_LOCK_MODE: {{ . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" $lock.days) }}
+SNAPSHOT_AWS_OBJECT_LOCK_DAYS: {{ $lock.days | int | toString | quote }}
+{{- end }}
 {{- with $az.storageAccount }}
 SNAPSHOT_AZBLOB_STORAGE_ACCOUNT: {{ . | quote }}
 {{- end }}
@@ -244,9 +254,20 @@ The container environment. Call with (dict "root" $ "verb" "backup"|"restore" "h
 - name: SNAPSHOT_RETENTION_DRY_RUN
   value: "true"
 {{- end }}
+{{- /* Public keys only: the backup never gets the private key. */}}
+{{- with $v.encryption }}
+{{- include "snapshot-job.envIfSet" (list "SNAPSHOT_ENCRYPTION_RECIPIENTS" (join "," (.recipients | default list)) $x) }}
+{{- end }}
 {{- else }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_KEY" $v.restore.key $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_PATHS" (join "," ($v.restore.paths | default list)) $x) }}
+{{- if and $v.encryption $v.encryption.identitySecret (not (has "SNAPSHOT_ENCRYPTION_IDENTITY" $x)) }}
+- name: SNAPSHOT_ENCRYPTION_IDENTITY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.encryption.identitySecret | quote }}
+      key: {{ $v.encryption.identitySecretKey | default "identity" | quote }}
+{{- end }}
 {{- if .hook }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_MISSING" $v.restore.onInstall.ifMissing $x) }}
 {{- include "snapshot-job.envIfSet" (list "SNAPSHOT_RESTORE_IF_NOT_EMPTY" $v.restore.onInstall.ifNotEmpty $x) }}

@@ -35,7 +35,22 @@ type Config struct {
 	SSE             string         `envconfig:"SSE"`
 	SSEKMSKeyID     string         `envconfig:"SSE_KMS_KEY_ID"`
 	StorageClass    string         `envconfig:"STORAGE_CLASS"`
+	// ObjectLockMode and ObjectLockDays store each snapshot with an
+	// Object Lock retention of that mode, until that many days after its
+	// upload started.
+	ObjectLockMode string `envconfig:"OBJECT_LOCK_MODE"`
+	ObjectLockDays int    `envconfig:"OBJECT_LOCK_DAYS"`
 }
+
+// ObjectLockModes are the accepted values of SNAPSHOT_AWS_OBJECT_LOCK_MODE.
+var ObjectLockModes = []string{"GOVERNANCE", "COMPLIANCE"}
+
+// MaxObjectLockDays is S3's longest retention, 100 years.
+const MaxObjectLockDays = 36500
+
+// ObjectLock reports whether Object Lock is asked for: either variable
+// set. Providers without Object Lock refuse that.
+func (c Config) ObjectLock() bool { return c.ObjectLockMode != "" || c.ObjectLockDays != 0 }
 
 // SSEValues are the accepted values of SNAPSHOT_AWS_SSE.
 var SSEValues = []string{"", "AES256", "aws:kms"}
@@ -66,6 +81,18 @@ func (c Config) Problems() []string {
 	}
 	if c.ExternalID != "" && c.RoleARN == "" {
 		p.Add("EXTERNAL_ID", "needs SNAPSHOT_AWS_ROLE_ARN")
+	}
+	switch {
+	case c.ObjectLockMode != "" && c.ObjectLockDays == 0:
+		p.Add("OBJECT_LOCK_DAYS", "is required with SNAPSHOT_AWS_OBJECT_LOCK_MODE: how many days each snapshot stays locked (1 to %d)", MaxObjectLockDays)
+	case c.ObjectLockMode == "" && c.ObjectLockDays != 0:
+		p.Add("OBJECT_LOCK_MODE", "is required with SNAPSHOT_AWS_OBJECT_LOCK_DAYS; use one of %s", setting.QuoteList(ObjectLockModes))
+	}
+	if c.ObjectLockMode != "" {
+		p.OneOf("OBJECT_LOCK_MODE", c.ObjectLockMode, ObjectLockModes)
+	}
+	if c.ObjectLockDays < 0 || c.ObjectLockDays > MaxObjectLockDays {
+		p.Add("OBJECT_LOCK_DAYS", "%d is out of range; use 1 to %d", c.ObjectLockDays, MaxObjectLockDays)
 	}
 	for _, v := range []struct{ name, value string }{
 		{"ACCESS_KEY", c.AccessKey.Reveal()}, {"SECRET_KEY", c.SecretKey.Reveal()},

@@ -77,6 +77,16 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if s.cond.supported() {
 		in.IfNoneMatch = aws.String("*")
 	}
+	if s.lockMode != "" {
+		in.ObjectLockMode = s.lockMode
+		in.ObjectLockRetainUntilDate = aws.Time(time.Now().Add(s.lockFor).UTC())
+		// S3 takes a retention only with an integrity checksum on every
+		// request that carries data (Content-MD5 or x-amz-checksum-*);
+		// the manager sends the algorithm on CreateMultipartUpload and a
+		// checksum with each UploadPart. Unlocked uploads keep what the
+		// client was set up with, which some S3-compatible stores need.
+		in.ChecksumAlgorithm = types.ChecksumAlgorithmCrc32c
+	}
 	tr := &putTracker{s: s, key: key, started: time.Now()}
 	checksums := s.client.Options().RequestChecksumCalculation
 	up := manager.NewUploader(tr, func(u *manager.Uploader) {

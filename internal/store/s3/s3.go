@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/snapshot-job/snapshot-job/internal/setting"
@@ -86,6 +87,13 @@ type Store struct {
 	sse          string
 	sseKMSKeyID  string
 	storageClass string
+
+	// lockMode ("" for none) and lockFor are the Object Lock retention
+	// each Put sets; versioned is learnt by Check(Write) and makes Delete
+	// remove versions rather than hide them behind delete markers.
+	lockMode  types.ObjectLockMode
+	lockFor   time.Duration
+	versioned bool
 
 	cond *condWrites
 }
@@ -188,6 +196,8 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 		sse:          cfg.SSE,
 		sseKMSKeyID:  cfg.SSEKMSKeyID,
 		storageClass: cfg.StorageClass,
+		lockMode:     types.ObjectLockMode(cfg.ObjectLockMode),
+		lockFor:      time.Duration(cfg.ObjectLockDays) * 24 * time.Hour,
 		cond:         &condWrites{},
 	}
 	_, userChecksum := os.LookupEnv("AWS_REQUEST_CHECKSUM_CALCULATION")
@@ -283,8 +293,9 @@ func (s *Store) String() string {
 }
 
 // Check resolves the credentials and sends HeadBucket, for either access:
-// S3 has no request that proves write permission without writing.
-func (s *Store) Check(ctx context.Context, _ store.Access) error {
+// S3 has no request that proves write permission without writing. With
+// Object Lock set, writing also needs a bucket that has it enabled.
+func (s *Store) Check(ctx context.Context, access store.Access) error {
 	creds, err := s.creds.Retrieve(ctx)
 	if err != nil {
 		return s.checkError(s.classify(ctx, "", "", err))
@@ -292,8 +303,41 @@ func (s *Store) Check(ctx context.Context, _ store.Access) error {
 	if _, err := s.client.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
 		return s.checkError(s.classify(ctx, "", "", err))
 	}
+	if access == store.Write && s.lockMode != "" {
+		if err := s.checkObjectLock(ctx); err != nil {
+			return err
+		}
+	}
 	s.log.InfoContext(ctx, "storage access checked", "store", s.String(), "credentials", s.credMethod,
 		"credential_source", creds.Source, "access_key_id", maskKey(creds.AccessKeyID))
+	return nil
+}
+
+// checkObjectLock makes sure the bucket has Object Lock enabled (S3
+// refuses a retention on an object of a bucket without it, but only
+// after the whole upload) and learns whether it keeps versions.
+func (s *Store) checkObjectLock(ctx context.Context) error {
+	out, err := s.client.GetObjectLockConfiguration(ctx, &awss3.GetObjectLockConfigurationInput{Bucket: &s.bucket})
+	enabled := err == nil && out.ObjectLockConfiguration != nil &&
+		out.ObjectLockConfiguration.ObjectLockEnabled == types.ObjectLockEnabledEnabled
+	switch {
+	case err != nil && apiCode(err) != "ObjectLockConfigurationNotFoundError":
+		err = s.classify(ctx, "", "", err)
+		if errors.Is(err, store.ErrAccess) {
+			return fmt.Errorf("checking the Object Lock configuration of bucket %q: %w; the credentials need s3:GetBucketObjectLockConfiguration with SNAPSHOT_AWS_OBJECT_LOCK_MODE set", s.bucket, err)
+		}
+		return fmt.Errorf("checking the Object Lock configuration of bucket %q: %w", s.bucket, err)
+	case !enabled:
+		return fmt.Errorf("%w: bucket %q does not have Object Lock enabled, and SNAPSHOT_AWS_OBJECT_LOCK_MODE=%s asks for it; enable Object Lock on the bucket (docs/providers/s3.md, Object Lock) or unset SNAPSHOT_AWS_OBJECT_LOCK_MODE and SNAPSHOT_AWS_OBJECT_LOCK_DAYS",
+			store.ErrAccess, s.bucket, s.lockMode)
+	}
+	v, err := s.client.GetBucketVersioning(ctx, &awss3.GetBucketVersioningInput{Bucket: &s.bucket})
+	if err != nil {
+		return fmt.Errorf("checking the versioning of bucket %q: %w", s.bucket, s.classify(ctx, "", "", err))
+	}
+	s.versioned = v.Status == types.BucketVersioningStatusEnabled || v.Status == types.BucketVersioningStatusSuspended
+	s.log.DebugContext(ctx, "object lock checked", "bucket", s.bucket, "mode", string(s.lockMode),
+		"retention", s.lockFor.String(), "versioned", s.versioned)
 	return nil
 }
 
