@@ -21,20 +21,19 @@ AZURITE_DIR       := tools/azurite
 VERSITYGW         := $(TOOLS)/bin/versitygw
 FAKE_GCS          := $(TOOLS)/bin/fake-gcs-server
 AZURITE           := $(AZURITE_DIR)/node_modules/.bin/azurite-blob
-# The Pushgateway the metrics tests push to (internal/testenv starts it):
-# Debian's package, installed when missing.
-PUSHGATEWAY_PACKAGE := prometheus-pushgateway
-PUSHGATEWAY         := /usr/bin/prometheus-pushgateway
+# Debian's packages the tests run, as command:package, installed when a
+# command is missing (as root; otherwise the target names what to install):
+# etcd for the control plane, the Pushgateway the metrics tests push to, the
+# age CLI and zstd that show standard tools read what the job wrote, bsdtar
+# (libarchive-tools) for frames written without checksums.
+DEBIAN_TOOLS := etcd:etcd-server prometheus-pushgateway:prometheus-pushgateway \
+	age:age age-keygen:age zstd:zstd bsdtar:libarchive-tools
 
 # The control plane the chart's scenarios run on: kube-apiserver,
 # kube-controller-manager and kubectl built from k8s.io/kubernetes (the
 # tools/kube module pins it; its go.mod must require this same version), and
 # Debian's etcd. Cached in .tools/kube/<version>: a new version builds anew.
 KUBE_VERSION      := v1.34.3
-ETCD_PACKAGE      := etcd-server
-# Debian's age CLI: the encryption tests check that standard tools decrypt
-# what the job wrote, and that the job restores what age encrypted by hand.
-AGE_PACKAGE       := age
 KUBE_DIR          := $(TOOLS)/kube/$(KUBE_VERSION)
 KUBE_STAMP        := $(KUBE_DIR)/.built
 KUBE_MINOR        := $(word 2,$(subst ., ,$(KUBE_VERSION)))
@@ -48,7 +47,7 @@ KUBE_LDFLAGS      := -s -w \
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test lint tools kube-tools k8s-test demo bench bench-mem bench-defaults bench-clean image clean fuzz chart-test soak age
+.PHONY: all build test lint tools kube-tools k8s-test demo bench bench-mem bench-defaults bench-clean image clean fuzz chart-test soak debian-tools
 
 all: build
 
@@ -58,8 +57,8 @@ $(BIN): $(shell find cmd internal -name '*.go' -not -name '*_test.go') go.mod go
 	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(BUILD_TAGS)' -ldflags '$(LDFLAGS)' -o $@ ./cmd/snapshot-job
 
 ## tools: install the pinned test servers into .tools/ and tools/azurite/,
-## the Pushgateway (Debian) and the age CLI when missing
-tools: $(VERSITYGW) $(FAKE_GCS) $(AZURITE) pushgateway age
+## and DEBIAN_TOOLS when missing
+tools: $(VERSITYGW) $(FAKE_GCS) $(AZURITE) debian-tools
 
 $(VERSITYGW):
 	GOBIN=$(TOOLS)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
@@ -72,8 +71,8 @@ $(AZURITE): $(AZURITE_DIR)/package.json $(AZURITE_DIR)/package-lock.json
 	touch $@
 
 ## kube-tools: build the pinned control plane into .tools/kube/ (about ten
-## minutes on two cores, once per version) and install etcd when missing
-kube-tools: $(KUBE_STAMP) etcd
+## minutes on two cores, once per version) and install etcd (DEBIAN_TOOLS) when missing
+kube-tools: $(KUBE_STAMP) debian-tools
 
 $(KUBE_STAMP):
 	@v=$$(cd tools/kube && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes) && \
@@ -82,28 +81,13 @@ $(KUBE_STAMP):
 	  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
 	touch $@
 
-.PHONY: etcd
-etcd:
-	@command -v etcd >/dev/null || { \
-	  test "$$(id -u)" = 0 || { echo "etcd is missing: apt-get install $(ETCD_PACKAGE) (as root), or put an etcd on PATH"; exit 1; }; \
-	  echo "installing $(ETCD_PACKAGE)"; \
+debian-tools:
+	@missing=$$(for t in $(DEBIAN_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done | sort -u | xargs); \
+	test -z "$$missing" || { \
+	  test "$$(id -u)" = 0 || { echo "missing Debian packages: apt-get install $$missing (as root)"; exit 1; }; \
+	  echo "installing $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(ETCD_PACKAGE) >/dev/null; }
-
-.PHONY: pushgateway
-pushgateway:
-	@test -x $(PUSHGATEWAY) || command -v prometheus-pushgateway >/dev/null || { \
-	  test "$$(id -u)" = 0 || { echo "the Pushgateway is missing: apt-get install $(PUSHGATEWAY_PACKAGE) (as root)"; exit 1; }; \
-	  echo "installing $(PUSHGATEWAY_PACKAGE)"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(PUSHGATEWAY_PACKAGE) >/dev/null; }
-
-age:
-	@command -v age >/dev/null && command -v age-keygen >/dev/null || { \
-	  test "$$(id -u)" = 0 || { echo "age is missing: apt-get install $(AGE_PACKAGE) (as root), or put age and age-keygen on PATH"; exit 1; }; \
-	  echo "installing $(AGE_PACKAGE)"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(AGE_PACKAGE) >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 ## k8s-test: the chart on a real control plane (etcd, kube-apiserver,
 ## kube-controller-manager on 127.0.0.1) with a node stand-in that runs the
@@ -125,7 +109,7 @@ lint:
 ## use: versitygw in .tools/bin, Azurite in tools/azurite/node_modules.
 TESTSUM := $(TOOLS)/bin/testsum
 test:
-	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) and fake-gcs-server $(FAKE_GCS_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Pushgateway ($(PUSHGATEWAY_PACKAGE), installed once), the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes), etcd and the age CLI (installed once)"
+	@echo "==> [1/6] tools: versitygw $(VERSITYGW_VERSION) and fake-gcs-server $(FAKE_GCS_VERSION) in .tools/bin, Azurite in $(AZURITE_DIR)/node_modules, the Kubernetes $(KUBE_VERSION) control plane in .tools/kube (built once, about ten minutes), and the Debian packages etcd-server, prometheus-pushgateway, age, zstd, libarchive-tools (installed once)"
 	@$(MAKE) -s --no-print-directory tools kube-tools
 	@CGO_ENABLED=0 $(GO) build -o $(TESTSUM) ./scripts/testsum
 	@GO=$(GO) TOOLS=$(TOOLS) TESTSUM=$(TESTSUM) FUZZTIME=$(FUZZTIME) FUZZ_TARGETS='$(FUZZ_TARGETS)' \
