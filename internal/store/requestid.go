@@ -21,3 +21,21 @@ func RequestIDs(err error) (requestID, hostID string) {
 	}
 	return "", ""
 }
+
+// WithRequestID returns err carrying the store's identifiers of the failed
+// request for RequestIDs, or err itself when requestID is empty.
+func WithRequestID(err error, requestID, hostID string) error {
+	if requestID == "" {
+		return err
+	}
+	return &requestError{err: err, requestID: requestID, hostID: hostID}
+}
+
+type requestError struct {
+	err               error
+	requestID, hostID string
+}
+
+func (e *requestError) Error() string                          { return e.err.Error() }
+func (e *requestError) Unwrap() error                          { return e.err }
+func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, e.hostID }

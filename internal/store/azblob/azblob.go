@@ -8,10 +8,8 @@ package azblob
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -131,7 +129,7 @@ func newStore(_ context.Context, cfg Config, opts store.Options, transport polic
 		s.tier = to.Ptr(blob.AccessTier(cfg.AccessTier))
 	}
 	if transport == nil {
-		transport = newHTTPClient(s.concurrency, opts.StallTimeout)
+		transport = &http.Client{Transport: stall.Transport(s.concurrency, opts.StallTimeout)}
 	}
 	clientOpts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Transport: transport,
@@ -194,32 +192,6 @@ func serviceURL(account, endpoint string) (string, error) {
 		return "", fmt.Errorf("%w: SNAPSHOT_AZBLOB_ENDPOINT %s://%s must not carry credentials, a query (SAS tokens are not supported) or a fragment", setting.ErrInvalid, u.Scheme, u.Host)
 	}
 	return strings.TrimRight(u.Scheme+"://"+u.Host+u.EscapedPath(), "/"), nil
-}
-
-// newHTTPClient is the SDK's default transport with the pool sized for the
-// blocks in flight (the default keeps 2 idle connections per host, which
-// would open a new TLS connection for most blocks) and HTTP/1.1 only:
-// parallel blocks want parallel TCP connections, not one multiplexed one.
-// It clones net/http's default so proxies and SSL_CERT_FILE still apply.
-func newHTTPClient(concurrency int, idle time.Duration) *http.Client {
-	var t *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = dt.Clone()
-	} else {
-		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	}
-	t.DialContext = stall.Dialer((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, idle)
-	t.TLSHandshakeTimeout = 10 * time.Second
-	t.ForceAttemptHTTP2 = false
-	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	t.MaxIdleConnsPerHost = 2*concurrency + 4
-	t.MaxIdleConns = 2*concurrency + 16
-	t.IdleConnTimeout = 90 * time.Second
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
-	}
-	t.TLSClientConfig.MinVersion = tls.VersionTLS12
-	return &http.Client{Transport: t}
 }
 
 func (s *Store) retryOptions(try time.Duration, retries int32) policy.RetryOptions {

@@ -41,7 +41,7 @@ func (s *Store) accessHint() string {
 func (s *Store) classify(ctx context.Context, op, key string, err error) error {
 	where := s.where(key)
 	if ctx.Err() != nil {
-		return fmt.Errorf("azblob: %s %s: %w", op, where, ctxErr(ctx))
+		return fmt.Errorf("azblob: %s %s: %w", op, where, store.ContextError(ctx))
 	}
 	var ce *credentialError
 	if errors.As(err, &ce) {
@@ -57,7 +57,7 @@ func (s *Store) classify(ctx context.Context, op, key string, err error) error {
 		if re.RawResponse != nil {
 			id = re.RawResponse.Header.Get("x-ms-request-id")
 		}
-		return withRequestID(s.responseError(op, key, where, re), id)
+		return store.WithRequestID(s.responseError(op, key, where, re), id, "")
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
@@ -97,39 +97,6 @@ func (s *Store) responseError(op, key, where string, re *azcore.ResponseError) e
 		// answer, reported as is (exit 1).
 		return fmt.Errorf("azblob: %s %s: unexpected answer %s", op, where, detail)
 	}
-}
-
-// requestError carries Azure's x-ms-request-id of a failed request out of
-// the message and into store.RequestIDs, which the command logs in a
-// field of its own.
-type requestError struct {
-	err       error
-	requestID string
-}
-
-var _ store.RequestIdentifier = (*requestError)(nil)
-
-func withRequestID(err error, id string) error {
-	if id == "" {
-		return err
-	}
-	return &requestError{err: err, requestID: id}
-}
-
-func (e *requestError) Error() string { return e.err.Error() }
-func (e *requestError) Unwrap() error { return e.err }
-
-// RequestIDs implements store.RequestIdentifier; Azure has no host id.
-func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, "" }
-
-// ctxErr is ctx's error together with its cause (e.g. the signal that
-// stopped the job), so errors.Is(err, context.Canceled) keeps holding.
-func ctxErr(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("%w: %w", err, cause)
-	}
-	return err
 }
 
 // oneLine flattens the SDK's multi-line messages for a one-line log.

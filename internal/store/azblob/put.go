@@ -119,7 +119,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts store.Put
 	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		// A reader stopped by the same cancellation reports its own
 		// error; the command must still see a cancellation.
-		err = fmt.Errorf("%w: %w", ctxErr(ctx), err)
+		err = fmt.Errorf("%w: %w", store.ContextError(ctx), err)
 	}
 	if len(ids) > 0 && !errors.Is(err, store.ErrExists) {
 		// A commit that went through consumed the staged blocks: once
@@ -259,7 +259,7 @@ read:
 	case stageErr != nil:
 		return ids, 0, stageErr
 	case ctx.Err() != nil:
-		return ids, 0, fmt.Errorf("azblob: uploading %s: %w", s.where(key), ctxErr(ctx))
+		return ids, 0, fmt.Errorf("azblob: uploading %s: %w", s.where(key), store.ContextError(ctx))
 	}
 	return ids, total, nil
 }

@@ -59,7 +59,7 @@ func (s *Store) classify(ctx context.Context, op, key string, err error) error {
 	}
 	where := s.objectName(key)
 	if ctx.Err() != nil {
-		return fmt.Errorf("gcs: %s %s: %w", op, where, ctxErr(ctx))
+		return fmt.Errorf("gcs: %s %s: %w", op, where, store.ContextError(ctx))
 	}
 	if errors.Is(err, store.ErrAccess) || errors.Is(err, store.ErrTransfer) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) {
 		return err
@@ -79,7 +79,7 @@ func (s *Store) classify(ctx context.Context, op, key string, err error) error {
 	}
 	var ge *googleapi.Error
 	if errors.As(err, &ge) {
-		return withRequestID(s.responseError(op, key, where, ge), ge.Header.Get("X-Guploader-Uploadid"))
+		return store.WithRequestID(s.responseError(op, key, where, ge), ge.Header.Get("X-Guploader-Uploadid"), "")
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
@@ -160,38 +160,6 @@ func retryable(err error) bool {
 		return true
 	}
 	return storage.ShouldRetry(err)
-}
-
-// requestError carries GCS's X-GUploader-UploadID of a failed request out
-// of the message and into store.RequestIDs.
-type requestError struct {
-	err       error
-	requestID string
-}
-
-var _ store.RequestIdentifier = (*requestError)(nil)
-
-func withRequestID(err error, id string) error {
-	if id == "" {
-		return err
-	}
-	return &requestError{err: err, requestID: id}
-}
-
-func (e *requestError) Error() string { return e.err.Error() }
-func (e *requestError) Unwrap() error { return e.err }
-
-// RequestIDs implements store.RequestIdentifier; GCS has no host id.
-func (e *requestError) RequestIDs() (requestID, hostID string) { return e.requestID, "" }
-
-// ctxErr is ctx's error together with its cause (e.g. the signal that
-// stopped the job), so errors.Is(err, context.Canceled) keeps holding.
-func ctxErr(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("%w: %w", err, cause)
-	}
-	return err
 }
 
 // oneLine flattens multi-line messages for a one-line log.

@@ -12,12 +12,10 @@ package gcs
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -133,7 +131,7 @@ func New(ctx context.Context, cfg Config, opts store.Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	base := newTransport(s.concurrency, opts.StallTimeout)
+	base := stall.Transport(s.concurrency, opts.StallTimeout)
 	hc := &http.Client{Transport: base}
 	// Reads go through the JSON API too, wherever the endpoint: the XML
 	// API's paths depend on the host name (emulators and proxies route
@@ -230,31 +228,6 @@ func apiEndpoint(endpoint string) (string, bool, error) {
 		path = "/storage/v1"
 	}
 	return u.Scheme + "://" + u.Host + path + "/", u.Scheme == "http", nil
-}
-
-// newTransport is net/http's default transport with the pool sized for
-// the parts in flight, HTTP/1.1 only (parallel parts want parallel TCP
-// connections, not one multiplexed one) and the stall dialer. Cloning the
-// default keeps proxies and SSL_CERT_FILE working.
-func newTransport(concurrency int, idle time.Duration) *http.Transport {
-	var t *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = dt.Clone()
-	} else {
-		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	}
-	t.DialContext = stall.Dialer((&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, idle)
-	t.TLSHandshakeTimeout = 10 * time.Second
-	t.ForceAttemptHTTP2 = false
-	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	t.MaxIdleConnsPerHost = 2*concurrency + 4
-	t.MaxIdleConns = 2*concurrency + 16
-	t.IdleConnTimeout = 90 * time.Second
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
-	}
-	t.TLSClientConfig.MinVersion = tls.VersionTLS12
-	return t
 }
 
 // CredentialMethod is "service account key", "application default

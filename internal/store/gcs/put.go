@@ -351,7 +351,7 @@ read:
 	case partErr != nil:
 		return 0, partErr
 	case ctx.Err() != nil:
-		return 0, fmt.Errorf("gcs: uploading %s: %w", s.objectName(u.key), ctxErr(ctx))
+		return 0, fmt.Errorf("gcs: uploading %s: %w", s.objectName(u.key), store.ContextError(ctx))
 	}
 	if err := u.compose(ctx, names, sizes, crc); err != nil {
 		return 0, err
@@ -539,7 +539,7 @@ func (u *upload) fail(ctx context.Context, src *sourceReader, err error) error {
 	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 		// A reader stopped by the same cancellation reports its own
 		// error; the command must still see a cancellation.
-		err = fmt.Errorf("%w: %w", ctxErr(ctx), err)
+		err = fmt.Errorf("%w: %w", store.ContextError(ctx), err)
 	}
 	if errors.Is(err, store.ErrExists) {
 		u.deleteTemp(ctx)
