@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // ContextError is ctx's error together with its cause (e.g. the signal
@@ -14,4 +15,14 @@ func ContextError(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", err, cause)
 	}
 	return err
+}
+
+// GraceContext is a context for requests already in flight when ctx ends:
+// it outlives ctx by grace (a pod has 30 s between SIGTERM and SIGKILL), so
+// that a part or block sent before the cancellation finishes, or fails,
+// before the cleanup runs instead of landing after it. stop releases it.
+func GraceContext(ctx context.Context, grace time.Duration) (reqCtx context.Context, stop func()) {
+	reqCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(grace, abort) })
+	return reqCtx, func() { stopGrace(); abort() }
 }

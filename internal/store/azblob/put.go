@@ -177,10 +177,8 @@ func (s *Store) removeOwn(ctx context.Context, bb *blockblob.Client, key, upload
 // tm.cancelGrace (a pod has 30 s between SIGTERM and SIGKILL) before they
 // are aborted too.
 func (s *Store) stage(ctx context.Context, bb *blockblob.Client, key string, r io.Reader, uploadID string, blockSize int64, concurrency int) ([]string, int64, error) {
-	reqCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
-	defer abort()
-	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.tm.cancelGrace, abort) })
-	defer stopGrace()
+	reqCtx, stopRequests := store.GraceContext(ctx, s.tm.cancelGrace)
+	defer stopRequests()
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex

@@ -257,10 +257,8 @@ func (s *Store) owns(ctx context.Context, key, token string) (*storage.ObjectAtt
 // cleanup.
 func (u *upload) composite(ctx context.Context, src *sourceReader) (int64, error) {
 	s := u.s
-	reqCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
-	defer abort()
-	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.tm.cancelGrace, abort) })
-	defer stopGrace()
+	reqCtx, stopRequests := store.GraceContext(ctx, s.tm.cancelGrace)
+	defer stopRequests()
 
 	var (
 		wg      sync.WaitGroup
