@@ -64,21 +64,9 @@ func (r *Runner) Files(ctx context.Context, asJSON bool) (Result, error) {
 			return err
 		}
 	}
-	rg := &storeRanger{s: r.Store, key: obj.Key}
-	var ranger archive.Ranger = rg
-	size := obj.Size
-	if snapname.Encrypted(obj.Key) {
-		// age authenticates 64 KiB chunks on their own, so the index is
-		// read from the end of the plaintext as from a plain object.
-		ids, err := r.identities()
-		if err != nil {
-			return res, err
-		}
-		plain, n, err := archive.DecryptAt(readerAt{ctx, rg}, obj.Size, ids)
-		if err != nil {
-			return res, fmt.Errorf("opening %s: %w", obj.Key, err)
-		}
-		ranger, size = plainRanger{plain, n}, n
+	rg, ranger, size, err := r.ranger(ctx, obj)
+	if err != nil {
+		return res, err
 	}
 	var n int64
 	ix, err := archive.OpenIndex(ctx, ranger, size)
@@ -166,33 +154,23 @@ func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadClose
 	}{counter{rc, &g.read}, rc}, nil
 }
 
-// readerAt reads an object through its ranges, for age's random access.
-type readerAt struct {
-	ctx context.Context
-	rg  *storeRanger
-}
-
-func (a readerAt) ReadAt(p []byte, off int64) (int, error) {
-	rc, err := a.rg.ReadRange(a.ctx, off, int64(len(p)))
+// ranger serves ranges of the tar+zstd stream of obj: the object's own,
+// or, for an encrypted snapshot, its plaintext's through age's 64 KiB
+// chunks, each authenticated on its own. rg counts the bytes fetched.
+func (r *Runner) ranger(ctx context.Context, obj store.Object) (*storeRanger, archive.Ranger, int64, error) {
+	rg := &storeRanger{s: r.Store, key: obj.Key}
+	if !snapname.Encrypted(obj.Key) {
+		return rg, rg, obj.Size, nil
+	}
+	ids, err := r.identities()
 	if err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
-	defer rc.Close()
-	n, err := io.ReadFull(rc, p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
+	plain, n, err := archive.DecryptRanger(ctx, rg, obj.Size, ids)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("opening %s: %w", obj.Key, err)
 	}
-	return n, err
-}
-
-// plainRanger serves ranges of a decrypted snapshot of size bytes.
-type plainRanger struct {
-	r    io.ReaderAt
-	size int64
-}
-
-func (p plainRanger) ReadRange(_ context.Context, off, n int64) (io.ReadCloser, error) {
-	return io.NopCloser(bufio.NewReaderSize(io.NewSectionReader(p.r, off, min(n, max(p.size-off, 0))), 1<<20)), nil
+	return rg, plain, n, nil
 }
 
 // printable quotes a name that holds control characters, which would
