@@ -77,6 +77,11 @@ func s3PartialRestore(t *testing.T, fx *s3Fixture) {
 		r := runJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_RESTORE_PATHS", "node-03", "SNAPSHOT_LOG_FORMAT", "text"), "restore")
 		expect(t, r, 0)
 		t.Logf("one folder of %d bytes: %d bytes fetched in %d GETs", folder, proxy.bytes.Load(), proxy.gets.Load())
+		for _, l := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(l, `msg="snapshot restored"`) {
+				t.Log(l)
+			}
+		}
 		if n := proxy.bytes.Load(); n > limit(folder) {
 			t.Errorf("fetched %d bytes for a folder of %d (limit %d)", n, folder, limit(folder))
 		}
