@@ -135,20 +135,21 @@ func s3PartialRestore(t *testing.T, fx *s3Fixture) {
 	t.Run("Encrypted", func(t *testing.T) {
 		needAgeCLI(t)
 		key := newAgeKey(t)
+		// 1 GiB in 30 node folders, as the bench's partial rows.
 		esrc := t.TempDir()
-		folder := nodeFolders(t, esrc, 8, 2, 3<<20)
+		folder := nodeFolders(t, esrc, 30, 2, 17<<20)
 		ee, _ := fx.setup(t, esrc)
 		expect(t, runJob(t, ee.with("SNAPSHOT_ENCRYPTION_RECIPIENTS", key.recipient)), 0)
 		proxy := startCountingProxy(t, fx.v.Endpoint)
 		dst := filepath.Join(t.TempDir(), "restore")
-		r := runJob(t, ee.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_RESTORE_PATHS", "node-06",
+		r := runJob(t, ee.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_RESTORE_PATHS", "node-16",
 			"SNAPSHOT_ENCRYPTION_IDENTITY", key.identity, "SNAPSHOT_LOG_FORMAT", "text"), "restore")
 		expect(t, r, 0)
 		t.Logf("one encrypted folder of %d bytes: %d bytes fetched in %d GETs", folder, proxy.bytes.Load(), proxy.gets.Load())
 		if n := proxy.bytes.Load(); n > limit(folder) {
 			t.Errorf("fetched %d bytes for a folder of %d (limit %d)", n, folder, limit(folder))
 		}
-		testenv.CompareTrees(t, filepath.Join(esrc, "node-06"), filepath.Join(dst, "node-06"), nil)
+		testenv.CompareTrees(t, filepath.Join(esrc, "node-16"), filepath.Join(dst, "node-16"), nil)
 		// Without the identity: exit 2, before anything is fetched.
 		expect(t, runJob(t, ee.with("SNAPSHOT_RESTORE_DIR", t.TempDir(), "SNAPSHOT_RESTORE_PATHS", "node-06"), "restore"), 2, "SNAPSHOT_ENCRYPTION_IDENTITY")
 	})
