@@ -177,24 +177,32 @@ type rebuild struct {
 	w       io.Writer
 	workers int
 	fetched Fetched
+	err     firstError // the failure the restore reports
+}
 
+func (g *rebuild) failure() error       { return g.err.get() }
+func (g *rebuild) fail(err error) error { return g.err.set(err) }
+
+// firstError keeps the first of the errors set from several goroutines.
+type firstError struct {
 	mu  sync.Mutex
-	err error // the store's failure, returned as it is
+	err error
 }
 
-func (g *rebuild) failure() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.err
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
-func (g *rebuild) fail(err error) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.err == nil {
-		g.err = err
+// set keeps err unless an error was set before, and returns the kept one.
+func (f *firstError) set(err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
 	}
-	return g.err
+	return f.err
 }
 
 func (g *rebuild) run(ctx context.Context) error {
@@ -397,17 +405,11 @@ type frameRuns struct {
 	only [2]int // when set, the frames [only[0], only[1]) and no others
 	next int    // the next frame to consider
 	body io.ReadCloser
-	left int64 // bytes of body still to come
-
-	mu  sync.Mutex
-	err error
+	left int64      // bytes of body still to come
+	err  firstError // the store's failure, returned as it is
 }
 
-func (f *frameRuns) failure() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.err
-}
+func (f *frameRuns) failure() error { return f.err.get() }
 
 func (f *frameRuns) wanted(i int) bool {
 	if f.only != [2]int{} {
@@ -454,11 +456,7 @@ func (f *frameRuns) Read(b []byte) (int, error) {
 }
 
 func (f *frameRuns) storeFailed(err error) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err == nil {
-		f.err = err
-	}
+	f.err.set(err)
 	return err
 }
 
