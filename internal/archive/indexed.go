@@ -15,11 +15,11 @@ import (
 )
 
 // Fetched is what a partial restore read of the object: the data frames
-// that hold the selected entries, and the ranged reads that fetched them
-// (adjacent frames are fetched with one read).
+// that hold the selected entries, and the runs of adjacent frames they
+// make, each fetched as one range (Ranger.ReadRange).
 type Fetched struct {
 	Frames int   // data frames fetched, of Index.Frames
-	Ranges int   // ranged reads of frames (the index's own reads aside)
+	Ranges int   // runs of adjacent frames (the index's own reads aside)
 	Bytes  int64 // compressed bytes of those frames
 }
 

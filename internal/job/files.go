@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/ranged"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
@@ -136,15 +137,34 @@ func (r *Runner) object(ctx context.Context) (store.Object, error) {
 	return store.Object{}, fmt.Errorf("%w: %s in %s", ErrKeyNotFound, path.Base(key), r.Store)
 }
 
-// storeRanger reads ranges of one object and counts the bytes fetched.
+// storeRanger reads ranges of one object and counts the bytes fetched. A
+// range longer than partSize (a partial restore's run of frames) is
+// fetched as parts, up to concurrency at once, as a full restore's Get
+// is, so that one large folder is not held to one connection's pace.
 type storeRanger struct {
-	s    store.Store
-	key  string
-	read atomic.Int64
+	s           store.Store
+	key         string
+	partSize    int64
+	concurrency int
+	read        atomic.Int64
 }
 
 func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-	rc, err := g.s.GetRange(ctx, g.key, off, n)
+	var rc io.ReadCloser
+	var err error
+	if g.partSize > 0 && g.concurrency > 1 && n > g.partSize {
+		// The first part is fetched before returning, so that a missing
+		// object or refused credentials come back from this call.
+		rc, err = g.s.GetRange(ctx, g.key, off, g.partSize)
+		if err == nil {
+			rest := ranged.NewReader(ctx, n-g.partSize, g.partSize, g.concurrency, func(ctx context.Context, o, m int64) (io.ReadCloser, error) {
+				return g.s.GetRange(ctx, g.key, off+g.partSize+o, m)
+			})
+			rc = multiCloser{io.MultiReader(rc, rest), []io.Closer{rc, rest}}
+		}
+	} else {
+		rc, err = g.s.GetRange(ctx, g.key, off, n)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +178,7 @@ func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadClose
 // or, for an encrypted snapshot, its plaintext's through age's 64 KiB
 // chunks, each authenticated on its own. rg counts the bytes fetched.
 func (r *Runner) ranger(ctx context.Context, obj store.Object) (*storeRanger, archive.Ranger, int64, error) {
-	rg := &storeRanger{s: r.Store, key: obj.Key}
+	rg := &storeRanger{s: r.Store, key: obj.Key, partSize: int64(r.Config.PartSize), concurrency: r.Config.UploadConcurrency}
 	if !snapname.Encrypted(obj.Key) {
 		return rg, rg, obj.Size, nil
 	}
@@ -171,6 +191,20 @@ func (r *Runner) ranger(ctx context.Context, obj store.Object) (*storeRanger, ar
 		return nil, nil, 0, fmt.Errorf("opening %s: %w", obj.Key, err)
 	}
 	return rg, plain, n, nil
+}
+
+// multiCloser closes every part of a reader made of several.
+type multiCloser struct {
+	io.Reader
+	closers []io.Closer
+}
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // printable quotes a name that holds control characters, which would

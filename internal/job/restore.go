@@ -194,7 +194,7 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src *rest
 	if src.ix != nil {
 		// What the index saved: the share of the object fetched.
 		args = append(args, "object_bytes", obj.Size, "fetched_percent", round1(100*float64(res.ObjectBytes)/float64(max(obj.Size, 1))),
-			"frames_fetched", fetched.Frames, "frames", src.ix.Frames(), "ranged_reads", fetched.Ranges)
+			"frames_fetched", fetched.Frames, "frames", src.ix.Frames(), "frame_runs", fetched.Ranges)
 	}
 	r.Log.Info("snapshot restored", args...)
 	return res, nil
