@@ -62,8 +62,7 @@ const maxIndexSize = 1 << 30
 
 // indexWriter encodes entries as they are written into a zstd stream held
 // in memory: compressed, some 20 bytes an entry (IndexBytesPerEntry bounds
-// what it holds), never the entries
-// themselves.
+// what it holds), never the entries themselves.
 type indexWriter struct {
 	buf   bytes.Buffer
 	enc   *zstd.Encoder
