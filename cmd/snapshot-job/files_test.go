@@ -1,6 +1,7 @@
 package main
 
 import (
+	bin "encoding/binary"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -170,4 +172,54 @@ func TestFilesExitCodes(t *testing.T) {
 	b[len(b)-9] ^= 0x7f // the footer's frame count
 	os.WriteFile(objs[0], b, 0o644)
 	expect(t, runJob(t, e, "files"), 7)
+}
+
+// verify on a snapshot whose seek table lies about a frame: the built
+// binary exits 7 naming the frame and the field. The entries are changed
+// so that the table still adds up, so only the frames themselves tell.
+func TestVerifyTamperedSeekTable(t *testing.T) {
+	src := t.TempDir()
+	filesTree(t, src)
+	e, _ := fileCloud{}.setup(t, src)
+	expect(t, runJob(t, e), 0)
+	objs, _ := filepath.Glob(filepath.Join(e["SNAPSHOT_FILE_DIR"], "snapshots", "*.tar.zst"))
+	if len(objs) != 1 {
+		t.Fatalf("objects %q", objs)
+	}
+	orig, err := os.ReadFile(objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, runJob(t, e, "verify"), 0)
+	frames := int(bin.LittleEndian.Uint32(orig[len(orig)-9:]))
+	if frames < 3 {
+		t.Fatalf("%d frames: the test wants two data frames and the index", frames)
+	}
+	// entry i's field at byte off (0 compressed size, 4 decompressed
+	// size, 8 checksum) lies here.
+	field := func(b []byte, i, off int) []byte {
+		return b[len(b)-9-12*frames+12*i+off:]
+	}
+	add := func(b []byte, i, off int, d int32) {
+		p := field(b, i, off)
+		bin.LittleEndian.PutUint32(p, bin.LittleEndian.Uint32(p)+uint32(d))
+	}
+	cases := map[string]struct {
+		tamper func([]byte)
+		want   string
+	}{
+		"compressed size":   {func(b []byte) { add(b, 0, 0, 1); add(b, 1, 0, -1) }, "frame 0: the table says compressed size"},
+		"decompressed size": {func(b []byte) { add(b, 0, 4, -1); add(b, 1, 4, 1) }, "frame 0: the table says decompressed size"},
+		"checksum":          {func(b []byte) { field(b, 1, 8)[0] ^= 1 }, "frame 1: the table says checksum"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			b := slices.Clone(orig)
+			tc.tamper(b)
+			if err := os.WriteFile(objs[0], b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, runJob(t, e, "verify"), 7, "seek table", tc.want)
+		})
+	}
 }

@@ -122,6 +122,7 @@ type memPlan struct {
 	partsInFlight int   // parts (backup) or ranges (restore) in flight; 0: the store streams
 	partSize      int64 // part or range size
 	workers       int   // compression workers (backup)
+	entries       int64 // the snapshot's entries, whose index a backup holds
 	bytes         int64 // planned
 }
 
@@ -129,7 +130,8 @@ func (p memPlan) log(log *slog.Logger, verb string, estimate int64) {
 	attrs := []any{"limit_bytes", p.limit.bytes, "source", p.limit.source,
 		"parts_in_flight", p.partsInFlight, "part_size", p.partSize, "planned_bytes", p.bytes}
 	if verb == "backup" {
-		attrs = append(attrs, "workers", p.workers, "size_estimate", estimate)
+		attrs = append(attrs, "workers", p.workers, "size_estimate", estimate, "entries", p.entries,
+			"index_bytes", p.entries*archive.IndexBytesPerEntry)
 	}
 	log.Info("memory plan", attrs...)
 }
@@ -157,21 +159,24 @@ func newPlanner(cfg config.Config, limit memLimit) planner {
 
 func (p planner) fits(n int64) bool { return p.limit.bytes == 0 || n <= p.limit.bytes }
 
-// backup plans an upload of about estimate bytes: the part size the
-// store's part-count limit calls for, then as many parts in flight as
-// fit (up to SNAPSHOT_UPLOAD_CONCURRENCY), keeping parts in flight
-// before compression workers (a part in flight is the network's
-// throughput, a worker only one core's share).
-func (p planner) backup(estimate int64) (memPlan, error) {
+// backup plans an upload of about estimate bytes and entries entries:
+// the part size the store's part-count limit calls for, then as many
+// parts in flight as fit (up to SNAPSHOT_UPLOAD_CONCURRENCY), keeping
+// parts in flight before compression workers (a part in flight is the
+// network's throughput, a worker only one core's share). The index of the
+// entries is held until the end of the object, whatever the workers and
+// parts.
+func (p planner) backup(estimate, entries int64) (memPlan, error) {
 	part := p.store.limits.PartSize(estimate, p.partSize)
+	index := entries * archive.IndexBytesPerEntry
 	need := func(parts, workers int) int64 {
-		n := int64(baseBytes) + int64(workers+2)*2*p.frame
+		n := int64(baseBytes) + int64(workers+2)*2*p.frame + index
 		if p.store.buffered {
 			n += int64(parts+p.store.putExtra) * part
 		}
 		return n
 	}
-	plan := memPlan{limit: p.limit, partSize: part}
+	plan := memPlan{limit: p.limit, partSize: part, entries: entries}
 	if !p.store.buffered {
 		plan.partSize = 0
 	}
@@ -190,16 +195,21 @@ func (p planner) backup(estimate int64) (memPlan, error) {
 		}
 	}
 	least := need(1, 1)
+	// The index is named when it is what a limit has to grow for.
+	indexNote := ""
+	if index >= 1<<20 {
+		indexNote = fmt.Sprintf(" (%s of it for the index of its %d entries)", mib(index), entries)
+	}
 	if !p.store.buffered {
-		return memPlan{}, fmt.Errorf("%w: a backup needs at least %s (compression and the job itself); the limit is %s: raise resources.limits.memory to at least %s",
-			setting.ErrInvalid, mib(least), p.limit, quantity(least))
+		return memPlan{}, fmt.Errorf("%w: a backup needs at least %s (compression, the index of the entries and the job itself)%s; the limit is %s: raise resources.limits.memory to at least %s",
+			setting.ErrInvalid, mib(least), indexNote, p.limit, quantity(least))
 	}
 	lower := ""
 	if p.partSize > p.store.limits.PartSize(estimate, 0) {
 		lower = ", or lower SNAPSHOT_PART_SIZE"
 	}
-	return memPlan{}, fmt.Errorf("%w: a snapshot of about %s needs parts of %s; even one part in flight needs %s; the limit is %s: raise resources.limits.memory to at least %s%s",
-		setting.ErrInvalid, human(estimate), mib(part), mib(least), p.limit, quantity(least), lower)
+	return memPlan{}, fmt.Errorf("%w: a snapshot of about %s needs parts of %s; even one part in flight needs %s%s; the limit is %s: raise resources.limits.memory to at least %s%s",
+		setting.ErrInvalid, human(estimate), mib(part), mib(least), indexNote, p.limit, quantity(least), lower)
 }
 
 // read plans a restore or verify: ranges of the part size, as many in
@@ -250,7 +260,7 @@ func (p planner) read() (memPlan, error) {
 // 4 GiB, against 148 and 157). Unless GOMEMLIMIT is set, the runtime's
 // soft limit is set to the plan, so that the collector keeps the heap
 // there instead of letting it grow to twice the live data.
-func planMemory(cfg config.Config, verb string, log *slog.Logger) (config.Config, func(int64) (job.Plan, error), error) {
+func planMemory(cfg config.Config, verb string, log *slog.Logger) (config.Config, func(estimate, entries int64) (job.Plan, error), error) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(25)
 	}
@@ -277,8 +287,8 @@ func planMemory(cfg config.Config, verb string, log *slog.Logger) (config.Config
 		}
 		return cfg, nil, nil
 	case "backup":
-		return cfg, func(estimate int64) (job.Plan, error) {
-			plan, err := p.backup(estimate)
+		return cfg, func(estimate, entries int64) (job.Plan, error) {
+			plan, err := p.backup(estimate, entries)
 			if err != nil {
 				return job.Plan{}, err
 			}

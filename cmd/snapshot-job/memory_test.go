@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/snapshot-job/snapshot-job/internal/archive"
 	"github.com/snapshot-job/snapshot-job/internal/config"
 	"github.com/snapshot-job/snapshot-job/internal/setting"
 )
@@ -118,7 +119,7 @@ func TestBackupPlan(t *testing.T) {
 		{"file store: no parts", "file", 512 * mi, 5 * ti, 0, 0, 2, 64*mi + comp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			plan, err := testPlanner(tc.provider, tc.limit).backup(estimate(tc.volume))
+			plan, err := testPlanner(tc.provider, tc.limit).backup(estimate(tc.volume), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -134,7 +135,7 @@ func TestBackupPlan(t *testing.T) {
 }
 
 func TestBackupPlanDoesNotFit(t *testing.T) {
-	_, err := testPlanner("s3", 512*mi).backup(estimate(5 * ti))
+	_, err := testPlanner("s3", 512*mi).backup(estimate(5*ti), 0)
 	if !errors.Is(err, setting.ErrInvalid) {
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
@@ -151,11 +152,65 @@ func TestBackupPlanDoesNotFit(t *testing.T) {
 	// A configured part size above what the size needs may be lowered.
 	p := testPlanner("s3", 512*mi)
 	p.partSize = gi
-	if _, err := p.backup(estimate(gi)); err == nil || !strings.Contains(err.Error(), "or lower SNAPSHOT_PART_SIZE") {
+	if _, err := p.backup(estimate(gi), 0); err == nil || !strings.Contains(err.Error(), "or lower SNAPSHOT_PART_SIZE") {
 		t.Errorf("1 GiB parts in 512 MiB: %v", err)
 	}
-	if _, err := testPlanner("file", 64*mi).backup(estimate(gi)); !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "at least 88Mi") {
+	if _, err := testPlanner("file", 64*mi).backup(estimate(gi), 0); !errors.Is(err, setting.ErrInvalid) || !strings.Contains(err.Error(), "at least 88Mi") {
 		t.Errorf("file store in 64 MiB: %v", err)
+	}
+}
+
+// The index a backup holds grows the plan by IndexBytesPerEntry an
+// entry; workers and then parts make room for it first, and a volume of
+// entries whose index cannot fit is refused naming the memory needed.
+func TestBackupPlanCountsTheIndex(t *testing.T) {
+	const per = archive.IndexBytesPerEntry
+	base, err := testPlanner("s3", 0).backup(estimate(10*gi), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int64{1, 1000, 1_000_000, 4_194_304} {
+		plan, err := testPlanner("s3", 0).backup(estimate(10*gi), n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.bytes != base.bytes+n*per || plan.entries != n {
+			t.Errorf("%d entries: planned %d bytes, want %d", n, plan.bytes, base.bytes+n*per)
+		}
+	}
+	// The defaults fill 192 MiB exactly: an index of 8 MiB costs one
+	// worker (8 MiB), 16 MiB one part more (16 MiB).
+	for _, tc := range []struct {
+		entries        int64
+		parts, workers int
+	}{{0, 4, 2}, {8 * mi / per, 4, 1}, {16 * mi / per, 3, 2}} {
+		plan, err := testPlanner("s3", 192*mi).backup(estimate(10*gi), tc.entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.partsInFlight != tc.parts || plan.workers != tc.workers || plan.bytes > 192*mi {
+			t.Errorf("%d entries in 192 MiB: %d parts, %d workers, %d bytes; want %d parts, %d workers",
+				tc.entries, plan.partsInFlight, plan.workers, plan.bytes, tc.parts, tc.workers)
+		}
+	}
+	// A million entries: 88 MiB + 64,000,000 bytes is 149.04 MiB.
+	_, err = testPlanner("file", 128*mi).backup(estimate(gi), 1_000_000)
+	if !errors.Is(err, setting.ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+	for _, w := range []string{"a backup needs at least 150 MiB", "(62 MiB of it for the index of its 1000000 entries)",
+		"the limit is 128 MiB (test)", "at least 150Mi"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%q does not say %q", err, w)
+		}
+	}
+	// One 16 MiB part in flight and one worker: 64 + 24 + 3 × 16 MiB,
+	// and the index.
+	_, err = testPlanner("s3", 192*mi).backup(estimate(10*gi), 1_000_000)
+	for _, w := range []string{"even one part in flight needs 198 MiB (62 MiB of it for the index of its 1000000 entries)", "at least 198Mi"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("%v does not say %q", err, w)
+		}
 	}
 }
 
@@ -205,12 +260,12 @@ func TestMemoryTable(t *testing.T) {
 		fmt.Fprintf(&b, "| %s |", v.name)
 		for i, provider := range []string{"s3", "azblob"} {
 			p := testPlanner(provider, 0)
-			full, err := p.backup(estimate(v.size))
+			full, err := p.backup(estimate(v.size), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
 			p.concurrency, p.workers = 1, 1
-			least, _ := p.backup(estimate(v.size))
+			least, _ := p.backup(estimate(v.size), 0)
 			fmt.Fprintf(&b, " %s | %s | %s |", mib(full.partSize), mib(full.bytes), mib(least.bytes))
 			r := rows[v.name]
 			r[i] = full.bytes

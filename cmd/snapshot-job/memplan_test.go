@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -54,14 +55,14 @@ func TestMemoryPlanRefusesWhatCannotFit(t *testing.T) {
 		fx := &s3Fixture{v: testenv.StartVersity(t)}
 		e, bucket := fx.setup(t, src)
 		r := runJobTimeout(t, 2*time.Minute, e.with("GOMEMLIMIT", "512MiB", "SNAPSHOT_PART_SIZE", "16MiB"))
-		expect(t, r, 2, "a snapshot of about 5.1 TiB needs parts of 586 MiB", "even one part in flight needs 1846 MiB",
-			"the limit is 512 MiB (GOMEMLIMIT)", "raise resources.limits.memory to at least 1846Mi")
+		expect(t, r, 2, "a snapshot of about 5.1 TiB needs parts of 586 MiB", "even one part in flight needs 1847 MiB;",
+			"the limit is 512 MiB (GOMEMLIMIT)", "raise resources.limits.memory to at least 1847Mi")
 		fx.nothingLeft(t, bucket)
 	})
 	t.Run("file", func(t *testing.T) {
 		e, store := fileEnv(t, src)
 		r := runJobTimeout(t, 2*time.Minute, e.with("GOMEMLIMIT", "64MiB"))
-		expect(t, r, 2, "a backup needs at least 88 MiB", "the limit is 64 MiB (GOMEMLIMIT)", "at least 88Mi")
+		expect(t, r, 2, "a backup needs at least 89 MiB", "the limit is 64 MiB (GOMEMLIMIT)", "at least 89Mi")
 		if f := storeFiles(t, store); len(f) != 0 {
 			t.Errorf("store holds %q", f)
 		}
@@ -107,5 +108,39 @@ func TestMemoryPlanFewerPartsInFlight(t *testing.T) {
 	expect(t, r, 0)
 	if plan := memoryPlan(t, r); plan["parts_in_flight"] != 4.0 && plan["limit_bytes"] == 0.0 {
 		t.Errorf("verify memory plan %v, want 4 ranges without a limit", plan)
+	}
+}
+
+// The index of a volume's entries is in the plan: 89 MiB holds a backup
+// of a few files, but not the index of 20,000 more (64 bytes each, 1.2
+// MiB), and the backup stops with exit 2 naming the memory, before
+// anything is stored.
+func TestMemoryPlanCountsTheIndex(t *testing.T) {
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "a.pcap"), []byte("a"), 0o644)
+	e, store := fileEnv(t, src)
+	r := runJob(t, e.with("GOMEMLIMIT", "89MiB"))
+	expect(t, r, 0)
+	if plan := memoryPlan(t, r); plan["entries"] != 1.0 || plan["index_bytes"] != 64.0 {
+		t.Errorf("memory plan of one file: %v", plan)
+	}
+	for d := range 20 {
+		dir := filepath.Join(src, "node-"+strconv.Itoa(d))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 1000 {
+			if err := os.WriteFile(filepath.Join(dir, strconv.Itoa(i)+".json"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := storeFiles(t, store)
+	// 88 MiB + 20,021 × 64 bytes.
+	r = runJob(t, e.with("GOMEMLIMIT", "89MiB"))
+	expect(t, r, 2, "a backup needs at least 90 MiB", "(2 MiB of it for the index of its 20021 entries)",
+		"the limit is 89 MiB (GOMEMLIMIT)", "raise resources.limits.memory to at least 90Mi")
+	if after := storeFiles(t, store); len(after) != len(before) {
+		t.Errorf("store held %q, now %q", before, after)
 	}
 }

@@ -33,7 +33,10 @@ type VerifyOptions struct {
 	// Index, if set, is the snapshot's index (OpenIndex): every entry of
 	// the stream must be the index's next one, with the same name, type,
 	// mode, size, time, owner, link, offsets and content CRC-32C, and the
-	// index must list no other.
+	// index must list no other; every frame of the stream must be the
+	// seek table's entry at its position, with the same compressed size,
+	// decompressed size and checksum, and the index frame must be where
+	// the table puts it.
 	Index *Index
 }
 
@@ -102,6 +105,7 @@ func verifyIndexed(ctx context.Context, r io.Reader, opts VerifyOptions, lim lim
 	}
 	var at entryOffsets
 	crc := crc32.New(castagnoli)
+	r = newSeekCheck(r, opts.Index)
 	st, info, err := readArchiveAt(ctx, r, opts.Concurrency, log, lim, opts.Progress, &at, func(h *tar.Header, name string, body io.Reader) error {
 		want, ok := next()
 		if !ok {
@@ -169,4 +173,105 @@ func entryDiff(idx, tr *Entry) string {
 		return f("CRC-32C", fmt.Sprintf("%08x", idx.CRC32C), fmt.Sprintf("%08x", tr.CRC32C))
 	}
 	return ""
+}
+
+// seekCheck holds the frames of the stream to the seek table as they go
+// by, beside the decoder, which reads through it: every data frame's
+// compressed size, declared content size (which the decoder holds the
+// content to) and content checksum (the low 32 bits of the XXH64 the
+// decoder checks, as the table's) must be the table's entry at its
+// position, and the index frame must follow the last of them where the
+// table puts it, then the table itself. The first difference ends the
+// read as the source's error, so it is what Verify returns.
+type seekCheck struct {
+	fi    *frameInspector
+	ix    *Index
+	n     int  // data frames seen
+	index bool // the index frame was seen
+	table bool // the seek table frame was seen
+	err   error
+}
+
+func newSeekCheck(r io.Reader, ix *Index) *seekCheck {
+	c := &seekCheck{fi: newFrameInspector(r), ix: ix}
+	c.fi.onFrame = c.frame
+	return c
+}
+
+func (c *seekCheck) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.fi.Read(p)
+	if err == io.EOF && c.err == nil {
+		c.err = c.atEnd()
+	}
+	if c.err != nil {
+		return n, c.err
+	}
+	return n, err
+}
+
+func (c *seekCheck) frame(f seenFrame) {
+	if c.err != nil {
+		return
+	}
+	frames := c.ix.frames
+	switch {
+	case c.table:
+		c.err = corruptf("seek table: the stream goes on after it (a frame at byte %d)", f.off)
+	case f.magic == zstdMagic && (c.index || c.n >= len(frames)):
+		c.err = corruptf("seek table: frame %d: the stream holds a data frame the table does not list (it lists %d)", c.n, len(frames))
+	case f.magic == zstdMagic:
+		c.err = frameDiff(c.n, frames[c.n], f)
+		c.n++
+	case f.magic == indexFrameMagic && !c.index:
+		c.index = true
+		switch {
+		case c.n != len(frames):
+			c.err = corruptf("seek table: frame %d: the stream holds the index frame, the table data frame %d (it lists %d)", c.n, c.n, len(frames))
+		case f.off != c.ix.indexOff || f.size != c.ix.indexSize:
+			c.err = corruptf("seek table: frame %d (the index): the table says %d bytes at byte %d, the stream %d bytes at byte %d",
+				c.n, c.ix.indexSize, c.ix.indexOff, f.size, f.off)
+		}
+	case f.magic == seekTableMagic && c.index:
+		c.table = true
+	default:
+		c.err = corruptf("seek table: frame %d: the stream holds a skippable frame (magic %#x) the table does not list", c.n, f.magic)
+	}
+}
+
+// atEnd checks, once the stream ended, that no frame the table lists was
+// missing. A stream that left the frame layout is the decoder's to report.
+func (c *seekCheck) atEnd() error {
+	if _, _, ok := c.fi.counts(); !ok {
+		return nil
+	}
+	switch {
+	case c.n != len(c.ix.frames):
+		return corruptf("seek table: frame %d: the stream ends, the table lists %d data frames", c.n, len(c.ix.frames))
+	case !c.index || !c.table:
+		return corruptf("seek table: frame %d: the stream ends without the index frame or the seek table", c.n)
+	}
+	return nil
+}
+
+// frameDiff names the first field in which the seek table's entry for
+// data frame i differs from the frame, or returns nil. A frame without a
+// checksum has nothing to compare it to; Verify fails it as unverifiable.
+func frameDiff(i int, want seekEntry, got seenFrame) error {
+	f := func(what string, a, b any) error {
+		return corruptf("seek table: frame %d: the table says %s %v, the stream %v", i, what, a, b)
+	}
+	switch {
+	case int64(want.csize) != got.size:
+		return f("compressed size", want.csize, got.size)
+	case got.content < 0:
+		return f("decompressed size", want.dsize, "none (the frame declares no content size)")
+	case int64(want.dsize) != got.content:
+		return f("decompressed size", want.dsize, got.content)
+	case got.checked && want.sum != got.checksum:
+		return f("checksum", fmt.Sprintf("%08x", want.sum), fmt.Sprintf("%08x", got.checksum))
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package archive
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -84,6 +86,96 @@ func TestVerifyAgainstIndex(t *testing.T) {
 			err := verifyIndexedObject(t, withIndex(t, data, tc.mutate))
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Verify(index with a changed %s) = %v, want ErrCorrupt naming %q", name, err, tc.want)
+			}
+		})
+	}
+}
+
+// withTable rebuilds an indexed object with the data frames' seek table
+// entries mutate makes of them; the index frame and everything before it
+// are unchanged.
+func withTable(t *testing.T, data []byte, mutate func([]seekEntry) []seekEntry) []byte {
+	t.Helper()
+	_, _, ix := indexOf(t, data)
+	end := ix.indexOff + ix.indexSize
+	table := append(mutate(slices.Clone(ix.frames)), seekEntry{csize: uint32(ix.indexSize)})
+	return appendSeekTable(bytes.Clone(data[:end]), table)
+}
+
+// Every seek table entry must be the frame at its position. The entries
+// are changed in pairs that keep the sums, so that only the comparison
+// with the frames themselves can tell.
+func TestVerifyAgainstSeekTable(t *testing.T) {
+	src := t.TempDir()
+	testenv.MakeTree(t, src)
+	data, _ := archiveOf(t, src, WriteOptions{})
+	_, _, ix := indexOf(t, data)
+	n := ix.Frames()
+	if n < 3 {
+		t.Fatalf("%d data frames: the test wants several", n)
+	}
+	if err := verifyIndexedObject(t, withTable(t, data, func(fs []seekEntry) []seekEntry { return fs })); err != nil {
+		t.Fatalf("Verify(rebuilt, unchanged): %v", err)
+	}
+	cases := map[string]struct {
+		mutate func([]seekEntry) []seekEntry
+		want   string
+	}{
+		"csize": {func(fs []seekEntry) []seekEntry { fs[0].csize++; fs[1].csize--; return fs },
+			fmt.Sprintf("seek table: frame 0: the table says compressed size %d, the stream %d", ix.frames[0].csize+1, ix.frames[0].csize)},
+		"dsize": {func(fs []seekEntry) []seekEntry { fs[1].dsize--; fs[2].dsize++; return fs },
+			fmt.Sprintf("seek table: frame 1: the table says decompressed size %d, the stream %d", ix.frames[1].dsize-1, ix.frames[1].dsize)},
+		"checksum": {func(fs []seekEntry) []seekEntry { fs[2].sum ^= 1; return fs },
+			fmt.Sprintf("seek table: frame 2: the table says checksum %08x, the stream %08x", ix.frames[2].sum^1, ix.frames[2].sum)},
+		"fewer frames": {func(fs []seekEntry) []seekEntry {
+			fs[0].csize += fs[1].csize
+			fs[0].dsize += fs[1].dsize
+			return slices.Delete(fs, 1, 2)
+		}, "seek table: frame 0: the table says compressed size"},
+		"more frames": {func(fs []seekEntry) []seekEntry {
+			half := seekEntry{csize: fs[1].csize / 2, dsize: fs[1].dsize / 2}
+			fs[1].csize -= half.csize
+			fs[1].dsize -= half.dsize
+			return slices.Insert(fs, 2, half)
+		}, "seek table: frame 1: the table says compressed size"},
+		// Sums that no longer add up are OpenIndex's to catch.
+		"csize alone": {func(fs []seekEntry) []seekEntry { fs[0].csize++; return fs }, "seek table: its frames take"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			err := verifyIndexedObject(t, withTable(t, data, tc.mutate))
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Verify(seek table with %s) = %v, want ErrCorrupt naming %q", name, err, tc.want)
+			}
+		})
+	}
+}
+
+// A table whose count differs while every frame it lists matches: the
+// index frame then lies elsewhere than OpenIndex computes, so the index
+// itself would fail to parse first; the counts are checked here on an
+// Index that keeps the index frame's place.
+func TestSeekTableFrameCount(t *testing.T) {
+	src := t.TempDir()
+	testenv.MakeTree(t, src)
+	data, _ := archiveOf(t, src, WriteOptions{})
+	cases := map[string]struct {
+		mutate func([]seekEntry) []seekEntry
+		want   string
+	}{
+		"one fewer": {func(fs []seekEntry) []seekEntry { return fs[:len(fs)-1] }, "seek table: frame %[1]d: the stream holds a data frame the table does not list (it lists %[1]d)"},
+		"one more": {func(fs []seekEntry) []seekEntry { return append(fs, seekEntry{csize: 1, dsize: 1}) },
+			"seek table: frame %[2]d: the stream holds the index frame, the table data frame %[2]d (it lists %[3]d)"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, r, ix := indexOf(t, data)
+			n := len(ix.frames)
+			ix.frames = tc.mutate(ix.frames)
+			_, err := Verify(t.Context(), bytes.NewReader(r.b), VerifyOptions{Index: ix})
+			want := fmt.Sprintf(tc.want, n-1, n, n+1)
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Verify(%s) = %v, want ErrCorrupt naming %q", name, err, want)
 			}
 		})
 	}

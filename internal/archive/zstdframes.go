@@ -16,20 +16,34 @@ import (
 // It only reads headers and lengths, so its cost is a few operations per
 // 128 KiB block. It validates nothing: when the bytes stop following the
 // layout it stops counting, and the decoder, which reads the same bytes,
-// reports the damage.
+// reports the damage. onFrame, when set, is told where each frame lay and
+// what its header and checksum said, which verify holds the seek table to.
 type frameInspector struct {
 	r io.Reader
 
 	state   inspectState
-	hdr     [8]byte // the field being collected
+	hdr     [18]byte // the field being collected
 	have    int
 	want    int
 	skip    int64 // bytes to pass over in stSkip
 	after   inspectState
 	checked bool // the current frame has a checksum
 
+	pos     int64 // bytes scanned
+	cur     seenFrame
+	onFrame func(seenFrame)
+
 	frames, unchecked atomic.Int64
 	lost              atomic.Bool // the stream left the layout
+}
+
+// seenFrame is one frame as it went by.
+type seenFrame struct {
+	off, size int64 // where it starts, and all its bytes
+	magic     uint32
+	content   int64  // a data frame's declared content size; -1: none
+	checksum  uint32 // a data frame's content checksum, when checked
+	checked   bool
 }
 
 type inspectState uint8
@@ -37,6 +51,8 @@ type inspectState uint8
 const (
 	stMagic       inspectState = iota // collecting a frame's 4-byte magic
 	stDescriptor                      // the frame header descriptor
+	stHeaderRest                      // the rest of the frame header
+	stChecksum                        // a data frame's 4-byte checksum
 	stSkippable                       // a skippable frame's 4-byte size
 	stBlockHeader                     // a block's 3-byte header
 	stSkip                            // passing over skip bytes, then after
@@ -75,6 +91,7 @@ func (f *frameInspector) scan(p []byte) {
 				n = f.skip
 			}
 			f.skip -= n
+			f.pos += n
 			p = p[n:]
 			if f.skip == 0 {
 				f.enter(f.after)
@@ -83,6 +100,7 @@ func (f *frameInspector) scan(p []byte) {
 		}
 		n := copy(f.hdr[f.have:f.want], p)
 		f.have += n
+		f.pos += int64(n)
 		p = p[n:]
 		if f.have == f.want {
 			f.field()
@@ -98,7 +116,14 @@ func (f *frameInspector) scan(p []byte) {
 func (f *frameInspector) enter(s inspectState) {
 	f.state, f.have = s, 0
 	switch s {
-	case stMagic, stSkippable:
+	case stMagic:
+		// Every frame ends here, so this is where it is complete.
+		if f.onFrame != nil {
+			f.cur.size = f.pos - f.cur.off
+			f.onFrame(f.cur)
+		}
+		f.want = 4
+	case stSkippable, stChecksum:
 		f.want = 4
 	case stDescriptor:
 		f.want = 1
@@ -121,6 +146,7 @@ func (f *frameInspector) field() {
 	switch f.state {
 	case stMagic:
 		m := binary.LittleEndian.Uint32(f.hdr[:4])
+		f.cur = seenFrame{off: f.pos - 4, magic: m, content: -1}
 		switch {
 		case m == zstdMagic:
 			f.enter(stDescriptor)
@@ -138,9 +164,17 @@ func (f *frameInspector) field() {
 		if !checksum {
 			f.unchecked.Add(1)
 		}
-		f.checked = checksum
-		rest := frameHeaderRest(d)
-		f.skipThen(rest, stBlockHeader)
+		f.checked, f.cur.checked = checksum, checksum
+		// The header is collected whole, after the magic as declaredSize
+		// reads it: at most 13 bytes follow the descriptor.
+		f.hdr[4] = d
+		f.state, f.have, f.want = stHeaderRest, 5, 5+int(frameHeaderRest(d))
+	case stHeaderRest:
+		f.cur.content = declaredSize(f.hdr[:f.want])
+		f.enter(stBlockHeader)
+	case stChecksum:
+		f.cur.checksum = binary.LittleEndian.Uint32(f.hdr[:4])
+		f.enter(stMagic)
 	case stBlockHeader:
 		h := uint32(f.hdr[0]) | uint32(f.hdr[1])<<8 | uint32(f.hdr[2])<<16
 		last, typ, size := h&1 != 0, h>>1&3, int64(h>>3)
@@ -158,7 +192,7 @@ func (f *frameInspector) field() {
 		if last {
 			next = stMagic
 			if f.checked {
-				f.skipThen(body+4, stMagic)
+				f.skipThen(body, stChecksum)
 				return
 			}
 		}

@@ -63,7 +63,7 @@ func (r *Runner) Backup(ctx context.Context) (Result, error) {
 	estimate := archive.EstimateSize(scan)
 	var plan Plan
 	if r.PlanMemory != nil {
-		if plan, err = r.PlanMemory(estimate); err != nil {
+		if plan, err = r.PlanMemory(estimate, scan.Entries()); err != nil {
 			return res, err
 		}
 	}

@@ -45,10 +45,11 @@ type Runner struct {
 	// anchors retention.
 	Now func() time.Time
 	// PlanMemory, if set, plans a backup's memory for an upper estimate
-	// of the bytes it will store, once the source has been scanned and
-	// before anything is stored. An error (the plan does not fit) fails
-	// the backup.
-	PlanMemory func(estimate int64) (Plan, error)
+	// of the bytes it will store and the number of entries (whose index
+	// the backup holds until the end), once the source has been scanned
+	// and before anything is stored. An error (the plan does not fit)
+	// fails the backup.
+	PlanMemory func(estimate, entries int64) (Plan, error)
 	// Exclude lists directories a backup leaves out of the snapshot
 	// (archive.WriteOptions.Exclude): the file store's own, when it lies
 	// inside the source.

@@ -128,16 +128,16 @@ func (s *recordingStore) Check(ctx context.Context, a store.Access) error {
 func TestBackupFollowsThePlan(t *testing.T) {
 	st := &recordingStore{Store: fileStore(t, t.TempDir())}
 	r, _ := testRunner(t, st)
-	var estimate int64
-	r.PlanMemory = func(hint int64) (Plan, error) {
-		estimate = hint
+	var estimate, entries int64
+	r.PlanMemory = func(hint, n int64) (Plan, error) {
+		estimate, entries = hint, n
 		return Plan{PartsInFlight: 2, PartSize: 32 << 20, Workers: 1}, nil
 	}
 	if _, err := r.Backup(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if len(st.puts) != 1 || st.puts[0].Concurrency != 2 || st.puts[0].PartSize != 32<<20 || st.puts[0].SizeHint != estimate || estimate <= 0 {
-		t.Errorf("Put options %+v, estimate %d", st.puts, estimate)
+	if len(st.puts) != 1 || st.puts[0].Concurrency != 2 || st.puts[0].PartSize != 32<<20 || st.puts[0].SizeHint != estimate || estimate <= 0 || entries <= 0 {
+		t.Errorf("Put options %+v, estimate %d, entries %d", st.puts, estimate, entries)
 	}
 	if len(st.checks) != 1 || st.checks[0] != store.Write {
 		t.Errorf("checks %v, want one for write", st.checks)
@@ -146,7 +146,7 @@ func TestBackupFollowsThePlan(t *testing.T) {
 	refused := fmt.Errorf("%w: does not fit", setting.ErrInvalid)
 	st = &recordingStore{Store: fileStore(t, t.TempDir())}
 	r, _ = testRunner(t, st)
-	r.PlanMemory = func(int64) (Plan, error) { return Plan{}, refused }
+	r.PlanMemory = func(int64, int64) (Plan, error) { return Plan{}, refused }
 	if _, err := r.Backup(t.Context()); !errors.Is(err, refused) {
 		t.Fatalf("err = %v, want the plan's", err)
 	}
