@@ -76,6 +76,7 @@ func TestS3Binary(t *testing.T) {
 	cloudTests(t, fx)
 	filesTests(t, fx)
 	t.Run("FilesFetchesOnlyTheTail", func(t *testing.T) { s3FilesFetchesTail(t, fx) })
+	t.Run("PartialRestore", func(t *testing.T) { s3PartialRestore(t, fx) })
 	t.Run("Faults", func(t *testing.T) { s3Faults(t, fx) })
 
 	t.Run("PruneFailureAfterBackup", func(t *testing.T) {

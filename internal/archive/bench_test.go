@@ -300,4 +300,24 @@ func BenchmarkFrameSize(b *testing.B) {
 		b.ReportMetric(float64(ix.IndexSize())/float64(n), "index-bytes/entry")
 		b.ReportMetric(100*float64(tail)/float64(data.Len()), "%tail")
 	})
+	// The frames as Write cuts them (at entries, around large files, at
+	// top folders), against the fixed frames above: the ratio of the
+	// data frames alone.
+	for _, level := range []string{"fastest", "default", "better"} {
+		b.Run("cut/"+level, func(b *testing.B) {
+			var data bytes.Buffer
+			for b.Loop() {
+				data.Reset()
+				if _, err := Write(b.Context(), &data, dir, WriteOptions{Level: level}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ix, err := OpenIndex(b.Context(), &bytesRanger{b: data.Bytes()}, int64(data.Len()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(ix.TarSize())/float64(ix.indexOff), "ratio")
+			b.ReportMetric(float64(ix.Frames()), "frames")
+		})
+	}
 }

@@ -120,6 +120,17 @@ func validToken(t string) bool {
 // A run killed during the commit leaves its journal behind; Recover,
 // called by the next run, rolls it back or finishes it.
 func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) (Stats, error) {
+	return extract(ctx, dir, opts, func(log *slog.Logger, fn entryFunc) (Stats, streamInfo, error) {
+		return readArchive(ctx, r, opts.Concurrency, log, opts.limits, nil, fn)
+	})
+}
+
+// readFunc reads a whole archive, calling fn for each entry to restore.
+type readFunc func(log *slog.Logger, fn entryFunc) (Stats, streamInfo, error)
+
+// extract is Extract with the archive read by read: from a tar+zstd
+// stream, or from the frames an index selects (ExtractIndexed).
+func extract(ctx context.Context, dir string, opts ExtractOptions, read readFunc) (Stats, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -193,7 +204,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, opts ExtractOptions) 
 		sel = &selection{paths: opts.Paths, x: x, log: log, pending: map[string]dirHeader{}}
 		fn = sel.entry
 	}
-	st, info, err := readArchive(ctx, r, opts.Concurrency, log, opts.limits, nil, fn)
+	st, info, err := read(log, fn)
 	// Every file must be written and closed before the staging
 	// directory is moved or removed.
 	if werr := x.w.wait(); err == nil {

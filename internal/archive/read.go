@@ -57,28 +57,42 @@ func readArchive(ctx context.Context, r io.Reader, concurrency int, log *slog.Lo
 
 // readArchiveAt is readArchive that also sets *at before each call of fn.
 func readArchiveAt(ctx context.Context, r io.Reader, concurrency int, log *slog.Logger, lim limits, progress *atomic.Int64, at *entryOffsets, fn entryFunc) (Stats, streamInfo, error) {
-	var st Stats
 	var info streamInfo
 	src := &sourceReader{r: r}
 	frames := newFrameInspector(src)
 	zr, err := newFrameDecoder(frames, DecodeWorkers(concurrency))
 	if err != nil {
-		return st, info, err
+		return Stats{}, info, err
 	}
 	defer zr.Close()
-	pos := &countReader{r: zr}
+	st, err := readTar(ctx, zr, src.failure, log, lim, progress, at, fn)
+	if err != nil {
+		return st, info, err
+	}
+	if n, unchecked, ok := frames.counts(); ok {
+		info = streamInfo{frames: n, unchecked: unchecked}
+	}
+	return st, info, nil
+}
+
+// readTar is readArchiveAt's loop over an already decoded tar stream r.
+// srcErr reports a failure of the store below r, which is returned as it
+// is rather than as corruption.
+func readTar(ctx context.Context, r io.Reader, srcErr func() error, log *slog.Logger, lim limits, progress *atomic.Int64, at *entryOffsets, fn entryFunc) (Stats, error) {
+	var st Stats
+	pos := &countReader{r: r}
 	end := &endReader{r: pos}
 	tr := tar.NewReader(end)
 	var prevSize int64 // of the entry before, whose padding Next reads first
 	v := newValidator(lim)
-	fail := func(err error) (Stats, streamInfo, error) {
-		if serr := src.failure(); serr != nil {
-			return st, info, serr
+	fail := func(err error) (Stats, error) {
+		if serr := srcErr(); serr != nil {
+			return st, serr
 		}
 		if cerr := ctx.Err(); cerr != nil {
-			return st, info, context.Cause(ctx)
+			return st, context.Cause(ctx)
 		}
-		return st, info, err
+		return st, err
 	}
 	skipped := 0
 	skip := func(msg, name string, args ...any) {
@@ -89,7 +103,7 @@ func readArchiveAt(ctx context.Context, r io.Reader, concurrency int, log *slog.
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return st, info, context.Cause(ctx)
+			return st, context.Cause(ctx)
 		}
 		end.mark()
 		before := pos.n
@@ -157,16 +171,13 @@ func readArchiveAt(ctx context.Context, r io.Reader, concurrency int, log *slog.
 	if at != nil {
 		at.total = pos.n
 	}
-	if serr := src.failure(); serr != nil {
-		return st, info, serr
+	if serr := srcErr(); serr != nil {
+		return st, serr
 	}
 	if skipped > maxSkipWarnings {
 		log.Warn("skipped more entries than were named", "named", maxSkipWarnings, "skipped", skipped)
 	}
-	if n, unchecked, ok := frames.counts(); ok {
-		info = streamInfo{frames: n, unchecked: unchecked}
-	}
-	return st, info, nil
+	return st, nil
 }
 
 // countReader counts the bytes read through it.

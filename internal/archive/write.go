@@ -199,7 +199,11 @@ func (a *archiver) begin(name string, size int64) (int64, error) {
 		return 0, err
 	}
 	if a.zw != nil { // nil: a tar stream without compression (benchmarks)
-		a.zw.boundary(entryOverhead + int64(len(name)) + (size+511)&^511)
+		// A directory near the top (a node's folder, or one level
+		// below) starts a frame: what one folder's partial restore
+		// fetches then holds nothing of its neighbours.
+		shallow := strings.HasSuffix(name, "/") && strings.Count(name, "/") <= 2
+		a.zw.boundary(entryOverhead+int64(len(name))+(size+511)&^511, shallow)
 	}
 	return a.cw.n, nil
 }

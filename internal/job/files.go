@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/archive"
+	"github.com/snapshot-job/snapshot-job/internal/ranged"
 	"github.com/snapshot-job/snapshot-job/internal/snapname"
 	"github.com/snapshot-job/snapshot-job/internal/store"
 )
@@ -64,21 +65,9 @@ func (r *Runner) Files(ctx context.Context, asJSON bool) (Result, error) {
 			return err
 		}
 	}
-	rg := &storeRanger{s: r.Store, key: obj.Key}
-	var ranger archive.Ranger = rg
-	size := obj.Size
-	if snapname.Encrypted(obj.Key) {
-		// age authenticates 64 KiB chunks on their own, so the index is
-		// read from the end of the plaintext as from a plain object.
-		ids, err := r.identities()
-		if err != nil {
-			return res, err
-		}
-		plain, n, err := archive.DecryptAt(readerAt{ctx, rg}, obj.Size, ids)
-		if err != nil {
-			return res, fmt.Errorf("opening %s: %w", obj.Key, err)
-		}
-		ranger, size = plainRanger{plain, n}, n
+	rg, ranger, size, err := r.ranger(ctx, obj)
+	if err != nil {
+		return res, err
 	}
 	var n int64
 	ix, err := archive.OpenIndex(ctx, ranger, size)
@@ -148,15 +137,34 @@ func (r *Runner) object(ctx context.Context) (store.Object, error) {
 	return store.Object{}, fmt.Errorf("%w: %s in %s", ErrKeyNotFound, path.Base(key), r.Store)
 }
 
-// storeRanger reads ranges of one object and counts the bytes fetched.
+// storeRanger reads ranges of one object and counts the bytes fetched. A
+// range longer than partSize (a partial restore's run of frames) is
+// fetched as parts, up to concurrency at once, as a full restore's Get
+// is, so that one large folder is not held to one connection's pace.
 type storeRanger struct {
-	s    store.Store
-	key  string
-	read atomic.Int64
+	s           store.Store
+	key         string
+	partSize    int64
+	concurrency int
+	read        atomic.Int64
 }
 
 func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
-	rc, err := g.s.GetRange(ctx, g.key, off, n)
+	var rc io.ReadCloser
+	var err error
+	if g.partSize > 0 && g.concurrency > 1 && n > g.partSize {
+		// The first part is fetched before returning, so that a missing
+		// object or refused credentials come back from this call.
+		rc, err = g.s.GetRange(ctx, g.key, off, g.partSize)
+		if err == nil {
+			rest := ranged.NewReader(ctx, n-g.partSize, g.partSize, g.concurrency, func(ctx context.Context, o, m int64) (io.ReadCloser, error) {
+				return g.s.GetRange(ctx, g.key, off+g.partSize+o, m)
+			})
+			rc = multiCloser{io.MultiReader(rc, rest), []io.Closer{rc, rest}}
+		}
+	} else {
+		rc, err = g.s.GetRange(ctx, g.key, off, n)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -166,33 +174,37 @@ func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadClose
 	}{counter{rc, &g.read}, rc}, nil
 }
 
-// readerAt reads an object through its ranges, for age's random access.
-type readerAt struct {
-	ctx context.Context
-	rg  *storeRanger
-}
-
-func (a readerAt) ReadAt(p []byte, off int64) (int, error) {
-	rc, err := a.rg.ReadRange(a.ctx, off, int64(len(p)))
+// ranger serves ranges of the tar+zstd stream of obj: the object's own,
+// or, for an encrypted snapshot, its plaintext's through age's 64 KiB
+// chunks, each authenticated on its own. rg counts the bytes fetched.
+func (r *Runner) ranger(ctx context.Context, obj store.Object) (*storeRanger, archive.Ranger, int64, error) {
+	rg := &storeRanger{s: r.Store, key: obj.Key, partSize: int64(r.Config.PartSize), concurrency: r.Config.UploadConcurrency}
+	if !snapname.Encrypted(obj.Key) {
+		return rg, rg, obj.Size, nil
+	}
+	ids, err := r.identities()
 	if err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
-	defer rc.Close()
-	n, err := io.ReadFull(rc, p)
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
+	plain, n, err := archive.DecryptRanger(ctx, rg, obj.Size, ids)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("opening %s: %w", obj.Key, err)
 	}
-	return n, err
+	return rg, plain, n, nil
 }
 
-// plainRanger serves ranges of a decrypted snapshot of size bytes.
-type plainRanger struct {
-	r    io.ReaderAt
-	size int64
+// multiCloser closes every part of a reader made of several.
+type multiCloser struct {
+	io.Reader
+	closers []io.Closer
 }
 
-func (p plainRanger) ReadRange(_ context.Context, off, n int64) (io.ReadCloser, error) {
-	return io.NopCloser(bufio.NewReaderSize(io.NewSectionReader(p.r, off, min(n, max(p.size-off, 0))), 1<<20)), nil
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // printable quotes a name that holds control characters, which would

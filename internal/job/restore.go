@@ -40,7 +40,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 			return res, err
 		}
 	}
-	rc, obj, err := r.open(ctx)
+	src, err := r.openSource(ctx)
 	if errors.Is(err, ErrNothingToRestore) && c.Restore.Key == "latest" && c.Restore.IfMissing == "ok" {
 		r.Log.Info("nothing to restore (SNAPSHOT_RESTORE_IF_MISSING=ok)", "reason", err.Error())
 		res.Outcome = "nothing to restore"
@@ -49,8 +49,8 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer rc.Close()
-	res.Key = obj.Key
+	defer src.close()
+	res.Key = src.obj.Key
 
 	lock, err := volume.Acquire(ctx, dir, r.Log)
 	if err != nil {
@@ -67,7 +67,7 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 		case <-ctx.Done():
 		}
 	}()
-	res, err = r.restoreLocked(ctx, lock, counterSource{rc, obj}, res, start)
+	res, err = r.restoreLocked(ctx, lock, src, res, start)
 	if err != nil {
 		if derr := lock.Discard(); derr != nil && !errors.Is(err, volume.ErrBusy) {
 			r.Log.Warn("could not release the volume lock", "dir", dir, "error", derr.Error())
@@ -80,16 +80,60 @@ func (r *Runner) Restore(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// counterSource is the opened snapshot.
-type counterSource struct {
-	rc  io.Reader
-	obj store.Object
+// restoreSource is the opened snapshot: a stream of the whole object, or,
+// for a partial restore of a snapshot with an index, the index through
+// which only the frames holding the selection are fetched.
+type restoreSource struct {
+	obj  store.Object
+	rc   io.ReadCloser  // the whole object; nil when ix is set
+	ix   *archive.Index // nil when rc is set
+	read *atomic.Int64  // bytes fetched from the store
+}
+
+func (s *restoreSource) close() {
+	if s.rc != nil {
+		s.rc.Close()
+	}
+}
+
+// openSource opens the snapshot to restore. A partial restore goes
+// through the snapshot's index when it has one; a snapshot without one
+// (an earlier version's) is read whole, as before, and the log says so.
+func (r *Runner) openSource(ctx context.Context) (*restoreSource, error) {
+	if r.Config.Restore.Selection == nil {
+		rc, obj, err := r.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &restoreSource{obj: obj, rc: rc, read: new(atomic.Int64)}, nil
+	}
+	obj, err := r.object(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rg, ranger, size, err := r.ranger(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := archive.OpenIndex(ctx, ranger, size)
+	if err == nil {
+		return &restoreSource{obj: obj, ix: ix, read: &rg.read}, nil
+	}
+	if !errors.Is(err, archive.ErrNoIndex) {
+		return nil, fmt.Errorf("opening the index of %s: %w", obj.Key, err)
+	}
+	r.Log.Info("the snapshot has no index (an earlier version wrote it): reading all of it to restore the selected paths", "key", obj.Key, "bytes", obj.Size)
+	rc, _, err := r.openKey(ctx, obj.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &restoreSource{obj: obj, rc: rc, read: new(atomic.Int64)}, nil
 }
 
 // restoreLocked does the part of a restore that needs the lock: it
 // cleans up after interrupted restores, judges the target, and extracts.
 // Every failure leaves the target as it was.
-func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src counterSource, res Result, start time.Time) (Result, error) {
+func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src *restoreSource, res Result, start time.Time) (Result, error) {
 	c := r.Config
 	dir := c.Restore.Dir
 	// Holding the lock, every staging directory in dir is abandoned.
@@ -107,10 +151,11 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 	} else {
 		r.Log.Info("restore started", "key", obj.Key, "bytes", obj.Size, "store", r.Store.String(), "dir", dir)
 	}
-	var read, written atomic.Int64
+	read := src.read
+	var written atomic.Int64
 	prog := startProgress(ctx, r.Log, time.Duration(c.ProgressInterval), "restore", obj.Size,
-		meter{"read_bytes", &read}, meter{"written_bytes", &written})
-	st, err := archive.Extract(ctx, counter{src.rc, &read}, dir, archive.ExtractOptions{
+		meter{"read_bytes", read}, meter{"written_bytes", &written})
+	opts := archive.ExtractOptions{
 		Overwrite:    c.Restore.IfNotEmpty == "overwrite",
 		Paths:        c.Restore.Selection,
 		Logger:       r.Log,
@@ -122,7 +167,17 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 				r.Log.Warn("could not record the finished commit in the volume lock", "error", err.Error())
 			}
 		},
-	})
+	}
+	var (
+		st      archive.Stats
+		fetched archive.Fetched
+		err     error
+	)
+	if src.ix != nil {
+		st, fetched, err = archive.ExtractIndexed(ctx, src.ix, dir, opts)
+	} else {
+		st, err = archive.Extract(ctx, counter{src.rc, read}, dir, opts)
+	}
 	prog.done()
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -133,9 +188,15 @@ func (r *Runner) restoreLocked(ctx context.Context, lock *volume.Lock, src count
 	res.Outcome = "restored"
 	res.ObjectBytes, res.SourceBytes, res.Entries = read.Load(), st.Bytes, st.Entries()
 	elapsed := time.Since(start)
-	r.Log.Info("snapshot restored", "key", obj.Key, "dir", dir, "bytes", res.ObjectBytes, "source_bytes", st.Bytes,
+	args := []any{"key", obj.Key, "dir", dir, "bytes", res.ObjectBytes, "source_bytes", st.Bytes,
 		"entries", st.Entries(), "seconds", elapsed.Seconds(),
-		"rate_mib_s", round1(float64(st.Bytes)/(1<<20)/elapsed.Seconds()))
+		"rate_mib_s", round1(float64(st.Bytes) / (1 << 20) / elapsed.Seconds())}
+	if src.ix != nil {
+		// What the index saved: the share of the object fetched.
+		args = append(args, "object_bytes", obj.Size, "fetched_percent", round1(100*float64(res.ObjectBytes)/float64(max(obj.Size, 1))),
+			"frames_fetched", fetched.Frames, "frames", src.ix.Frames(), "frame_runs", fetched.Ranges)
+	}
+	r.Log.Info("snapshot restored", args...)
 	return res, nil
 }
 
