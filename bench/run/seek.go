@@ -96,6 +96,9 @@ type seekRows struct {
 	folderBytes       int64 // the folder's file bytes
 	check             string
 	checkPass         bool
+	// from round 1's logs: the files output's start and its last log
+	// line, and the one-folder restores' "snapshot restored" lines
+	filesExcerpt, partialLine, agePartialLine string
 }
 
 func (s *seekRows) all() []*seekRow {
@@ -242,6 +245,9 @@ func (b *bench) seekRound(ctx context.Context, ds dataset, tag string, r int, ep
 		b.cache.before()
 		return b.measure(ctx, command{stages: []stage{{b.opts.bin, "files"}}, env: env}, logName("files"))
 	})
+	if r == 1 && !tls {
+		rows.filesExcerpt = filesExcerpt(tailFile(logName("files"), 1<<20))
+	}
 	restore := func(row *seekRow, name, dir string, env ...string) error {
 		target, err := b.emptyDir(filepath.Base(dir))
 		if dir != filepath.Base(dir) {
@@ -258,6 +264,10 @@ func (b *bench) seekRound(ctx context.Context, ds dataset, tag string, r int, ep
 		})
 		if row == rows.partial && r == 1 && row.ok() {
 			rows.check, rows.checkPass = b.checkFolder(ctx, ds, target)
+			rows.partialLine = logLine(tailFile(logName(name), 1<<20), `"snapshot restored"`)
+		}
+		if row == rows.agePartial && r == 1 && row.ok() {
+			rows.agePartialLine = logLine(tailFile(logName(name), 1<<20), `"snapshot restored"`)
 		}
 		return os.RemoveAll(target)
 	}
@@ -440,4 +450,34 @@ func parseAgeKeyFile(path string) (recipient, identity string, err error) {
 		return "", "", fmt.Errorf("%s: no public key comment or no AGE-SECRET-KEY line", path)
 	}
 	return recipient, identity, sc.Err()
+}
+
+// filesExcerpt is the first 15 lines of what `files` printed and its
+// last log line (the log is JSON lines on stderr, in the same file).
+func filesExcerpt(log string) string {
+	var out, logs []string
+	for i, line := range strings.Split(strings.TrimRight(log, "\n"), "\n") {
+		switch {
+		case i == 0 && strings.HasPrefix(line, "$ "):
+		case strings.HasPrefix(line, "{"):
+			logs = append(logs, line)
+		case len(out) < 15:
+			out = append(out, line)
+		}
+	}
+	if len(logs) > 0 {
+		out = append(out, "…", logs[len(logs)-1])
+	}
+	return strings.Join(out, "\n")
+}
+
+// logLine is the last line of log that contains marker.
+func logLine(log, marker string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], marker) {
+			return lines[i]
+		}
+	}
+	return ""
 }

@@ -165,6 +165,12 @@ func (b *bench) seekReport(sizes []sizeArg, sets []dataset, perSize []*seekRows,
 				failed = append(failed, sizes[i].label+" one-folder tree")
 			}
 		}
+		for _, x := range [][2]string{{"`snapshot-job files` (first 15 lines and its last log line)", rows.filesExcerpt},
+			{"the one-folder restore's log line", rows.partialLine}, {"the encrypted one-folder restore's log line", rows.agePartialLine}} {
+			if x[1] != "" {
+				fmt.Fprintf(&sb, "\n%s:\n\n```\n%s\n```\n", x[0], x[1])
+			}
+		}
 		fmt.Fprintf(&sb, "\n")
 	}
 	fmt.Fprintf(&sb, "### The index's cost on backup throughput\n\n| target | measured | result |\n|---|---|---|\n")
