@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -262,5 +263,21 @@ func TestParseAgeKeyFile(t *testing.T) {
 	os.WriteFile(p, []byte("# public key: age1x\n"), 0o600)
 	if _, _, err := parseAgeKeyFile(p); err == nil {
 		t.Error("a file without the secret key line must fail")
+	}
+}
+
+func TestFilesExcerpt(t *testing.T) {
+	var log []string
+	log = append(log, "$ snapshot-job files")
+	for i := range 20 {
+		log = append(log, fmt.Sprintf(`{"path":"node-00/f%d","size":1}`, i))
+	}
+	log = append(log, `{"time":"t","level":"INFO","msg":"files finished"}`)
+	got := strings.Split(filesExcerpt(strings.Join(log, "\n")+"\n"), "\n")
+	if len(got) != 17 || got[0] != `{"path":"node-00/f0","size":1}` || got[14] != `{"path":"node-00/f14","size":1}` || got[16] != `{"time":"t","level":"INFO","msg":"files finished"}` {
+		t.Errorf("filesExcerpt = %q", got)
+	}
+	if got := logLine("a\n{\"msg\":\"snapshot restored\",\"n\":1}\nb\n", `"snapshot restored"`); got != `{"msg":"snapshot restored","n":1}` {
+		t.Errorf("logLine = %q", got)
 	}
 }

@@ -453,13 +453,14 @@ func parseAgeKeyFile(path string) (recipient, identity string, err error) {
 }
 
 // filesExcerpt is the first 15 lines of what `files` printed and its
-// last log line (the log is JSON lines on stderr, in the same file).
+// last log line. Both are JSON lines in the same file (the bench sets
+// SNAPSHOT_LOG_FORMAT=json); log lines are the ones with a level.
 func filesExcerpt(log string) string {
 	var out, logs []string
 	for i, line := range strings.Split(strings.TrimRight(log, "\n"), "\n") {
 		switch {
 		case i == 0 && strings.HasPrefix(line, "$ "):
-		case strings.HasPrefix(line, "{"):
+		case strings.Contains(line, `"level":`):
 			logs = append(logs, line)
 		case len(out) < 15:
 			out = append(out, line)
