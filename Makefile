@@ -47,7 +47,7 @@ KUBE_LDFLAGS      := -s -w \
 
 export GOTOOLCHAIN := local
 
-.PHONY: all build test lint tools kube-tools k8s-test demo bench bench-mem bench-defaults bench-clean image clean fuzz chart-test soak debian-tools
+.PHONY: all build test lint tools kube-tools k8s-test demo bench bench-mem bench-defaults bench-seek bench-clean image clean fuzz chart-test soak debian-tools
 
 all: build
 
@@ -154,6 +154,7 @@ BENCH_ENV         ?=
 BENCH_ONLY        ?=
 BENCH_STRICT      ?=
 BENCH_MEM_SIZES   ?= 1GiB,4GiB
+BENCH_SEEK_SIZES  ?= 1GiB,4GiB
 BENCH_LEVELS      ?= fastest,default
 BENCH_CONCURRENCY ?= 2,4,8
 BENCH_PART_SIZES  ?= 8MiB,16MiB,32MiB
@@ -166,6 +167,13 @@ BENCH_FLAGS = -size '$(BENCH_SIZE)' -runs '$(BENCH_RUNS)' -dir '$(BENCH_DIR)' -r
 
 bench: $(BIN) $(VERSITYGW) bench-bin
 	$(BENCH_RUNNER) -mode table $(BENCH_FLAGS)
+	$(BENCH_RUNNER) -mode seek -seek-sizes '$(BENCH_SEEK_SIZES)' $(BENCH_FLAGS)
+
+## bench-seek: the seekable-snapshot rows of make bench alone (files, a
+## one-folder restore, tmpfs restores on 1 and all cores, HTTPS, age, the
+## index's cost) at BENCH_SEEK_SIZES, bytes counted by a proxy
+bench-seek: $(BIN) $(VERSITYGW) bench-bin
+	$(BENCH_RUNNER) -mode seek -seek-sizes '$(BENCH_SEEK_SIZES)' $(BENCH_FLAGS)
 
 ## bench-mem: peak RSS of snapshot-job at 1 GiB and 4 GiB and their ratio
 bench-mem: $(BIN) $(VERSITYGW) bench-bin

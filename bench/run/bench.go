@@ -15,6 +15,7 @@ import (
 type bench struct {
 	opts     options
 	extraEnv []string
+	nodes    int // node folders of the datasets; 0: testenv.GenerateDataset's
 
 	tools          tools
 	work           string // scratch directory, removed at the end
@@ -56,7 +57,7 @@ func (b *bench) setup(ctx context.Context, sizes []sizeArg, spaceFactor int64, b
 	// times the dataset, as if nothing compressed), plus a margin.
 	var need, largest int64
 	for _, s := range sizes {
-		if _, err := os.Stat(filepath.Join(b.opts.dir, fmt.Sprintf("dataset-%d.json", s.bytes))); err != nil {
+		if _, err := os.Stat(b.datasetDir(s) + ".json"); err != nil {
 			need += s.bytes
 		}
 		largest = max(largest, s.bytes)

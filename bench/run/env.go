@@ -309,7 +309,7 @@ type dataset struct {
 // with bench/gendata when it is missing or incomplete. The marker sits
 // beside the dataset, not in it, so that it is not archived.
 func (b *bench) ensureDataset(ctx context.Context, size sizeArg) (dataset, error) {
-	dir := filepath.Join(b.opts.dir, fmt.Sprintf("dataset-%d", size.bytes))
+	dir := b.datasetDir(size)
 	marker := dir + ".json"
 	var ds dataset
 	// A cached dataset is reused only when it still has what the marker
@@ -329,7 +329,11 @@ func (b *bench) ensureDataset(ctx context.Context, size sizeArg) (dataset, error
 	if err := os.RemoveAll(tmp); err != nil {
 		return ds, err
 	}
-	if out, err := b.run(ctx, os.Environ(), b.opts.gendata, tmp, fmt.Sprint(size.bytes)); err != nil {
+	argv := []string{b.opts.gendata, tmp, fmt.Sprint(size.bytes)}
+	if b.nodes > 0 {
+		argv = []string{b.opts.gendata, "-nodes", fmt.Sprint(b.nodes), tmp, fmt.Sprint(size.bytes)}
+	}
+	if out, err := b.run(ctx, os.Environ(), argv...); err != nil {
 		return ds, fmt.Errorf("generating the dataset: %w", err)
 	} else {
 		fmt.Fprint(os.Stderr, "bench: gendata: ", out)
@@ -343,6 +347,16 @@ func (b *bench) ensureDataset(ctx context.Context, size sizeArg) (dataset, error
 	}
 	m, _ := json.Marshal(ds)
 	return ds, os.WriteFile(marker, m, 0o644)
+}
+
+// datasetDir is where the dataset of this size is cached: dataset-<bytes>,
+// or dataset-<bytes>-n<nodes> for the variant spread over node folders.
+func (b *bench) datasetDir(size sizeArg) string {
+	name := fmt.Sprintf("dataset-%d", size.bytes)
+	if b.nodes > 0 {
+		name += fmt.Sprintf("-n%d", b.nodes)
+	}
+	return filepath.Join(b.opts.dir, name)
 }
 
 // countDataset counts the entries and bytes below dir.

@@ -20,16 +20,17 @@ import (
 )
 
 type options struct {
-	mode    string // table, mem or matrix
-	size    string
-	sizes   string // mem mode
-	runs    int
-	dir     string // datasets and scratch space
-	server  string // where versitygw keeps its objects; "" = under dir
-	results string // where the result files go
-	env     string // extra environment for snapshot-job, "K=V K=V"
-	only    string // comma-separated row filter (table mode)
-	strict  bool
+	mode      string // table, mem, matrix or seek
+	size      string
+	sizes     string // mem mode
+	seekSizes string // seek mode
+	runs      int
+	dir       string // datasets and scratch space
+	server    string // where versitygw keeps its objects; "" = under dir
+	results   string // where the result files go
+	env       string // extra environment for snapshot-job, "K=V K=V"
+	only      string // comma-separated row filter (table mode)
+	strict    bool
 
 	bin, gendata, versitygw string
 
@@ -38,7 +39,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.mode, "mode", "table", "table (make bench), mem (make bench-mem) or matrix (make bench-defaults)")
+	flag.StringVar(&o.mode, "mode", "table", "table (make bench), mem (make bench-mem), matrix (make bench-defaults) or seek (make bench-seek)")
+	flag.StringVar(&o.seekSizes, "seek-sizes", "1GiB,4GiB", "dataset sizes of the seek mode")
 	flag.StringVar(&o.size, "size", "1GiB", "dataset size (table and matrix modes)")
 	flag.StringVar(&o.sizes, "mem-sizes", "1GiB,4GiB", "dataset sizes compared by the mem mode")
 	flag.IntVar(&o.runs, "runs", 3, "runs per row; the table shows medians")
@@ -110,8 +112,10 @@ func run(ctx context.Context, o options) error {
 		return b.mem(ctx)
 	case "matrix":
 		return b.matrix(ctx)
+	case "seek":
+		return b.seek(ctx)
 	}
-	return fmt.Errorf("unknown mode %q: use table, mem or matrix", o.mode)
+	return fmt.Errorf("unknown mode %q: use table, mem, matrix or seek", o.mode)
 }
 
 // goRuntimeVars tune the Go runtime of snapshot-job (it respects

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
@@ -168,5 +173,111 @@ func TestThousands(t *testing.T) {
 		if got := thousands(in); got != want {
 			t.Errorf("thousands(%d) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestCountingProxy sends requests through the proxy to a real HTTP
+// server and checks the counted body bytes and requests, including a
+// ranged read and a body the client stops reading.
+func TestCountingProxy(t *testing.T) {
+	body := strings.Repeat("0123456789", 1000) // 10,000 bytes
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "" {
+			t.Error("the proxy dropped the Host header")
+		}
+		http.ServeContent(w, r, "obj", time.Time{}, strings.NewReader(body))
+	}))
+	defer up.Close()
+	p, err := startProxy(up.URL, "", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	get := func(rng string) string {
+		req, _ := http.NewRequest(http.MethodGet, p.URL+"/b/k", nil)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := get(""); got != body {
+		t.Fatalf("proxied body differs: %d bytes", len(got))
+	}
+	if got := get("bytes=100-199"); got != body[100:200] {
+		t.Fatalf("ranged body %q", got)
+	}
+	req, _ := http.NewRequest(http.MethodHead, p.URL+"/b/k", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if c := p.counts(); c.bytes != 10000+100 || c.requests != 3 {
+		t.Errorf("counted %d bytes in %d requests, want 10100 in 3 (a HEAD has no body)", c.bytes, c.requests)
+	}
+	before := p.counts()
+	get("bytes=0-9")
+	if d := p.counts().sub(before); d.bytes != 10 || d.requests != 1 {
+		t.Errorf("difference %+v, want 10 bytes in 1 request", d)
+	}
+}
+
+func TestParseBenchNs(t *testing.T) {
+	out := `goos: linux
+goarch: amd64
+pkg: github.com/snapshot-job/snapshot-job/internal/archive
+BenchmarkWriteIndex/with-2         	       5	 818123456 ns/op	  82.10 MB/s
+BenchmarkWriteIndex/without-2      	       5	 797000000 ns/op	  84.20 MB/s
+BenchmarkWriteIndex/with-2         	       5	 820000000 ns/op	  81.90 MB/s
+PASS
+ok  	github.com/snapshot-job/snapshot-job/internal/archive	30.1s
+`
+	got, err := parseBenchNs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got["with"], []float64{818123456, 820000000}) || !slices.Equal(got["without"], []float64{797000000}) || len(got) != 2 {
+		t.Errorf("parseBenchNs = %v", got)
+	}
+	if _, err := parseBenchNs("BenchmarkX-2 5 abc ns/op"); err == nil {
+		t.Error("a malformed ns/op figure must fail")
+	}
+}
+
+func TestParseAgeKeyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "key.txt")
+	content := "# created: 2026-12-02T18:00:00Z\n# public key: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\nAGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGP\n"
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, id, err := parseAgeKeyFile(p)
+	if err != nil || r != "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq" || id != "AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGP" {
+		t.Errorf("parseAgeKeyFile = %q, %q, %v", r, id, err)
+	}
+	os.WriteFile(p, []byte("# public key: age1x\n"), 0o600)
+	if _, _, err := parseAgeKeyFile(p); err == nil {
+		t.Error("a file without the secret key line must fail")
+	}
+}
+
+func TestFilesExcerpt(t *testing.T) {
+	var log []string
+	log = append(log, "$ snapshot-job files")
+	for i := range 20 {
+		log = append(log, fmt.Sprintf(`{"path":"node-00/f%d","size":1}`, i))
+	}
+	log = append(log, `{"time":"t","level":"INFO","msg":"files finished"}`)
+	got := strings.Split(filesExcerpt(strings.Join(log, "\n")+"\n"), "\n")
+	if len(got) != 17 || got[0] != `{"path":"node-00/f0","size":1}` || got[14] != `{"path":"node-00/f14","size":1}` || got[16] != `{"time":"t","level":"INFO","msg":"files finished"}` {
+		t.Errorf("filesExcerpt = %q", got)
+	}
+	if got := logLine("a\n{\"msg\":\"snapshot restored\",\"n\":1}\nb\n", `"snapshot restored"`); got != `{"msg":"snapshot restored","n":1}` {
+		t.Errorf("logLine = %q", got)
 	}
 }

@@ -103,6 +103,26 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkWriteIndex: a backup with and without its index (the entry
+// records and each file's CRC-32C), for what the index costs in
+// throughput; make bench-seek compares the two.
+func BenchmarkWriteIndex(b *testing.B) {
+	dir, tarData, _ := benchData(b)
+	for _, c := range []struct {
+		name    string
+		noIndex bool
+	}{{"with", false}, {"without", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(tarData)))
+			for b.Loop() {
+				if _, err := Write(b.Context(), io.Discard, dir, WriteOptions{noIndex: c.noIndex}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkVerify: decompression and tar parsing, no disk writes.
 func BenchmarkVerify(b *testing.B) {
 	_, tarData, zst := benchData(b)

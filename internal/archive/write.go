@@ -55,6 +55,9 @@ type WriteOptions struct {
 	afterHeader func(rel string)
 	hint        func(rel string)
 	openedDir   func(rel string)
+	// noIndex leaves the index out (nor are the files' checksums
+	// computed), for the benchmark of what the index costs a backup.
+	noIndex bool
 }
 
 // Scan walks dir by the rules of Write with opts (the symlinked root,
@@ -124,11 +127,13 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		root.release()
 		return Stats{}, err
 	}
-	iw, err := newIndexWriter()
-	if err != nil {
-		root.release()
-		zw.Abort()
-		return Stats{}, err
+	var iw *indexWriter
+	if !opts.noIndex {
+		if iw, err = newIndexWriter(); err != nil {
+			root.release()
+			zw.Abort()
+			return Stats{}, err
+		}
 	}
 	cw := &countWriter{w: zw}
 	aw := &archiver{
@@ -158,7 +163,7 @@ func Write(ctx context.Context, w io.Writer, dir string, opts WriteOptions) (Sta
 		err = aw.tw.Close()
 	}
 	var index []byte
-	if err == nil {
+	if err == nil && iw != nil {
 		index, err = iw.frame(cw.n)
 	}
 	// Both wait for the frames in flight, a few MiB each.
@@ -429,7 +434,9 @@ func (a *archiver) copyContent(fd int, rel string, size int64) error {
 			if _, werr := a.tw.Write(chunk[:m]); werr != nil {
 				return werr
 			}
-			a.crc = crc32.Update(a.crc, castagnoli, chunk[:m])
+			if a.index != nil {
+				a.crc = crc32.Update(a.crc, castagnoli, chunk[:m])
+			}
 			n += int64(m)
 			a.st.Bytes += int64(m)
 			if a.progress != nil {

@@ -21,14 +21,35 @@ type Dataset struct {
 // payloads (not), plus a few thousand small JSON event files. The same
 // size always gives the same bytes, so benchmarks compare like with like.
 func GenerateDataset(dir string, size int64) (Dataset, error) {
+	return generate(dir, size, 4, "node-%d", func(int64) int64 { return 64 << 20 })
+}
+
+// GenerateNodeDataset writes the same kind of volume as GenerateDataset
+// spread over nodes folders (node-00, node-01, …) that each hold the same
+// number of equal pcap files (at most 64 MiB each), so that one node
+// folder is about 1/nodes of the volume: what a restore of one node's
+// captures selects.
+func GenerateNodeDataset(dir string, size int64, nodes int) (Dataset, error) {
+	if nodes < 1 || nodes > 100 {
+		return Dataset{}, fmt.Errorf("%d node folders: between 1 and 100", nodes)
+	}
+	return generate(dir, size, nodes, "node-%02d", func(left int64) int64 {
+		const most = 64 << 20
+		per := (left + int64(nodes)*most - 1) / (int64(nodes) * most) // pcaps per node
+		return max(1, (left+int64(nodes)*per-1)/(int64(nodes)*per))
+	})
+}
+
+// generate writes the small JSON files, then pcaps of pcapSize(bytes
+// still to write) bytes each, round-robin over the node folders.
+func generate(dir string, size int64, nodes int, nodeFmt string, pcapSize func(left int64) int64) (Dataset, error) {
 	var ds Dataset
 	rng := rand.New(rand.NewPCG(uint64(size), 42))
-	const nodes = 4
 	jsonFiles := 3000
 	jsonBytes := int64(0)
 	// Small JSON files: about 2% of the volume, at least a few thousand.
 	for i := range jsonFiles {
-		node := fmt.Sprintf("node-%d", i%nodes)
+		node := fmt.Sprintf(nodeFmt, i%nodes)
 		p := filepath.Join(dir, node, "events", fmt.Sprintf("event-%05d.json", i))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return ds, err
@@ -42,10 +63,10 @@ func GenerateDataset(dir string, size int64) (Dataset, error) {
 	}
 	ds.Bytes = jsonBytes
 	left := size - jsonBytes
-	const pcapSize = 64 << 20
+	pcap := pcapSize(left)
 	for i := 0; left > 0; i++ {
-		n := min(int64(pcapSize), left)
-		p := filepath.Join(dir, fmt.Sprintf("node-%d", i%nodes), "pcap", fmt.Sprintf("capture-%04d.pcap", i))
+		n := min(pcap, left)
+		p := filepath.Join(dir, fmt.Sprintf(nodeFmt, i%nodes), "pcap", fmt.Sprintf("capture-%04d.pcap", i))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return ds, err
 		}

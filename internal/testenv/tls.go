@@ -20,10 +20,19 @@ import (
 // certificate, the server certificate and the server key (PEM).
 func WriteTestCA(t testing.TB) (caFile, certFile, keyFile string) {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caFile, certFile, keyFile, err := WriteCA(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
+	}
+	return caFile, certFile, keyFile
+}
+
+// WriteCA is WriteTestCA for programs (the benchmark): the files go into
+// dir, valid for a day.
+func WriteCA(dir string) (caFile, certFile, keyFile string, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", "", err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -37,15 +46,15 @@ func WriteTestCA(t testing.TB) (caFile, certFile, keyFile string) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", "", err
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", "", err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", "", err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
@@ -59,18 +68,22 @@ func WriteTestCA(t testing.TB) (caFile, certFile, keyFile string) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", "", err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", "", err
 	}
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
+	var paths []string
+	for _, f := range []struct {
+		name, typ string
+		der       []byte
+	}{{"ca.pem", "CERTIFICATE", caDER}, {"server.pem", "CERTIFICATE", der}, {"server.key", "EC PRIVATE KEY", keyDER}} {
+		p := filepath.Join(dir, f.name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
+			return "", "", "", err
 		}
-		return p
+		paths = append(paths, p)
 	}
-	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", der), write("server.key", "EC PRIVATE KEY", keyDER)
+	return paths[0], paths[1], paths[2], nil
 }
