@@ -16,7 +16,7 @@ type indexResult struct {
 	err           error
 }
 
-const indexBenchArgs = "test -run ^$ -bench ^BenchmarkWriteIndex$ -benchtime 5x -count 3 ./internal/archive/"
+const indexBenchArgs = "test -run ^$ -bench ^BenchmarkWriteIndex$ -benchtime 5x -count 6 ./internal/archive/"
 
 // indexCost runs BenchmarkWriteIndex (a backup of the 64 MiB bench
 // dataset into io.Discard, with and without the index): the binary
