@@ -178,6 +178,7 @@ type rebuild struct {
 	workers int
 	fetched Fetched
 	err     firstError // the failure the restore reports
+	buf     []byte     // for the files' content, allocated once
 }
 
 func (g *rebuild) failure() error       { return g.err.get() }
@@ -323,7 +324,10 @@ func (g *rebuild) raw(e *Entry, tf *tarFrames, buf *bytes.Buffer) error {
 // checking the index's CRC-32C before the last bytes go out.
 func (g *rebuild) content(name string, r io.Reader, size int64, want uint32) error {
 	c := crc32.New(castagnoli)
-	buf := make([]byte, 256<<10)
+	if g.buf == nil {
+		g.buf = make([]byte, 256<<10)
+	}
+	buf := g.buf
 	for left := size; left > 0; {
 		n, err := io.ReadFull(r, buf[:min(left, int64(len(buf)))])
 		c.Write(buf[:n])
