@@ -20,16 +20,14 @@ const seekNodes = 30
 // seekFolder is the folder the one-folder rows restore.
 const seekFolder = "node-00"
 
-// seekRow is a row of the seek table: wall time and what the server sent.
+// seekRow is a row of the seek table: a row of the main table (its
+// samples and their medians) and what the server sent in each run.
 type seekRow struct {
-	name    string
-	cmdline string
-	samples []sample
-	fetched []counts
-	err     error
+	row
+	fetched []testenv.Counts
 }
 
-func (r *seekRow) add(s sample, c counts, err error) bool {
+func (r *seekRow) add(s sample, c testenv.Counts, err error) bool {
 	if err != nil {
 		r.err = err
 		fmt.Fprintf(os.Stderr, "bench: %s FAILED: %v\n", r.name, err)
@@ -37,24 +35,14 @@ func (r *seekRow) add(s sample, c counts, err error) bool {
 	}
 	r.samples = append(r.samples, s)
 	r.fetched = append(r.fetched, c)
-	fmt.Fprintf(os.Stderr, "bench:   %-44s %7.2f s  fetched %9.1f MiB in %d requests\n", r.name, s.wall.Seconds(), float64(c.bytes)/(1<<20), c.requests)
+	fmt.Fprintf(os.Stderr, "bench:   %-44s %7.2f s  fetched %9.1f MiB in %d requests\n", r.name, s.wall.Seconds(), float64(c.Bytes)/(1<<20), c.Requests)
 	return true
-}
-
-func (r *seekRow) ok() bool { return r.err == nil && len(r.samples) > 0 }
-
-func (r *seekRow) wall() float64 {
-	var v []float64
-	for _, s := range r.samples {
-		v = append(v, s.wall.Seconds())
-	}
-	return median(v)
 }
 
 func (r *seekRow) bytes() float64 {
 	var v []float64
 	for _, c := range r.fetched {
-		v = append(v, float64(c.bytes))
+		v = append(v, float64(c.Bytes))
 	}
 	return median(v)
 }
@@ -62,23 +50,7 @@ func (r *seekRow) bytes() float64 {
 func (r *seekRow) requests() float64 {
 	var v []float64
 	for _, c := range r.fetched {
-		v = append(v, float64(c.requests))
-	}
-	return median(v)
-}
-
-func (r *seekRow) cpu() float64 {
-	var v []float64
-	for _, s := range r.samples {
-		v = append(v, s.cpu)
-	}
-	return median(v)
-}
-
-func (r *seekRow) rss() float64 {
-	var v []float64
-	for _, s := range r.samples {
-		v = append(v, float64(s.maxRSS())/1024)
+		v = append(v, float64(c.Requests))
 	}
 	return median(v)
 }
@@ -107,7 +79,7 @@ func (s *seekRows) all() []*seekRow {
 }
 
 func newSeekRows() *seekRows {
-	n := func(s string) *seekRow { return &seekRow{name: s} }
+	n := func(s string) *seekRow { return &seekRow{row: row{name: s}} }
 	return &seekRows{
 		backup: n("snapshot-job backup"), files: n("snapshot-job files"),
 		partial:    n("snapshot-job restore " + seekFolder + " (SNAPSHOT_RESTORE_PATHS)"),
@@ -128,7 +100,7 @@ func newSeekRows() *seekRows {
 // endpointSet is how the rows reach the server: through a counting proxy,
 // plain or HTTPS.
 type endpointSet struct {
-	proxy  *countingProxy
+	proxy  *testenv.CountingProxy
 	caFile string // AWS_CA_BUNDLE for https, "" for plain
 	// the server's keys when they are not b.srv's
 	access, secret string
@@ -161,7 +133,7 @@ func (b *bench) seek(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	plainProxy, err := startProxy(b.srv.Endpoint, "", "", "")
+	plainProxy, err := testenv.StartCountingProxy(b.srv.Endpoint, "", "", "")
 	if err != nil {
 		return err
 	}
@@ -220,9 +192,9 @@ func (b *bench) seekRound(ctx context.Context, ds dataset, tag string, r int, ep
 		return b.logFile(fmt.Sprintf("seek-%s-%s%s", s, tag, map[bool]string{true: "-https"}[tls]))
 	}
 	measured := func(row *seekRow, f func() (sample, error)) bool {
-		before := ep.proxy.counts()
+		before := ep.proxy.Counts()
 		s, err := f()
-		return row.add(s, ep.proxy.counts().sub(before), err)
+		return row.add(s, ep.proxy.Counts().Sub(before), err)
 	}
 	var res termResult
 	row := pick(rows.backup, rows.tlsBackup)
@@ -406,7 +378,7 @@ func (b *bench) startTLS(ctx context.Context) (endpointSet, func(), error) {
 	if err != nil {
 		return endpointSet{}, noop, err
 	}
-	p, err := startProxy(srv.Endpoint, cert, key, ca)
+	p, err := testenv.StartCountingProxy(srv.Endpoint, cert, key, ca)
 	if err != nil {
 		srv.Stop()
 		return endpointSet{}, noop, err

@@ -118,10 +118,10 @@ func (b *bench) seekReport(sizes []sizeArg, sets []dataset, perSize []*seekRows,
 			}
 			rate := "—"
 			if !strings.Contains(r.name, "files") {
-				rate = fmt.Sprintf("%.0f", data/(1<<20)/r.wall())
+				rate = fmt.Sprintf("%.0f", data/(1<<20)/r.medianWall())
 			}
-			fmt.Fprintf(&sb, "| %s | %.2f | %.2f–%.2f | %s | %.1f | %s | %.0f | %.0f | %.1f |\n", cell(r.name), r.wall(), minOf(w), maxOf(w),
-				rate, r.bytes()/(1<<20), pct, r.requests(), r.rss(), r.cpu())
+			fmt.Fprintf(&sb, "| %s | %.2f | %.2f–%.2f | %s | %.1f | %s | %.0f | %.0f | %.1f |\n", cell(r.name), r.medianWall(), minOf(w), maxOf(w),
+				rate, r.bytes()/(1<<20), pct, r.requests(), r.medianRSS(), r.medianCPU())
 		}
 		fmt.Fprintf(&sb, "\nstored: %s plain, %s encrypted; %s: %s of files, %s as `tar -cf - -C DIR %s | zstd -3 | wc -c`; index size = what `files` fetched. MiB/s = the data restored (the folder's bytes for the one-folder rows) / median.\n\n",
 			mib(rows.object), mib(rows.ageObject), seekFolder, mib(rows.folderBytes), mib(rows.folderZ), seekFolder)
@@ -141,22 +141,22 @@ func (b *bench) seekReport(sizes []sizeArg, sets []dataset, perSize []*seekRows,
 		}
 		bound("one-folder restore fetches ≤ 1.2 × folder compressed + index", rows.partial)
 		if rows.partial.ok() && rows.full.ok() {
-			q := rows.partial.wall() / rows.full.wall()
-			fmt.Fprintf(&sb, "| one-folder restore ≤ 0.1 × full restore time | %.2f s / %.2f s = **%.2f** | %s |\n", rows.partial.wall(), rows.full.wall(), q, verdict(sizes[i].label+" one-folder time ≤ 0.1 × full", q <= 0.1))
+			q := rows.partial.medianWall() / rows.full.medianWall()
+			fmt.Fprintf(&sb, "| one-folder restore ≤ 0.1 × full restore time | %.2f s / %.2f s = **%.2f** | %s |\n", rows.partial.medianWall(), rows.full.medianWall(), q, verdict(sizes[i].label+" one-folder time ≤ 0.1 × full", q <= 0.1))
 		}
 		if rows.partial.ok() && rows.awsPartial.ok() {
 			fmt.Fprintf(&sb, "| one-folder restore against the aws-cli pipeline, for comparison | %.2f s / %.2f s = **%.2f**; %s / %s fetched | info |\n",
-				rows.partial.wall(), rows.awsPartial.wall(), rows.partial.wall()/rows.awsPartial.wall(), mib(int64(rows.partial.bytes())), mib(int64(rows.awsPartial.bytes())))
+				rows.partial.medianWall(), rows.awsPartial.medianWall(), rows.partial.medianWall()/rows.awsPartial.medianWall(), mib(int64(rows.partial.bytes())), mib(int64(rows.awsPartial.bytes())))
 		}
 		if rows.shm1.ok() && rows.shmAll.ok() {
-			q := rows.shm1.wall() / rows.shmAll.wall()
-			fmt.Fprintf(&sb, "| tmpfs restore, all cores ≥ 1.5 × faster than GOMAXPROCS=1 | %.2f s / %.2f s = **%.2f×** | %s |\n", rows.shm1.wall(), rows.shmAll.wall(), q, verdict(sizes[i].label+" tmpfs all cores ≥ 1.5×", q >= 1.5))
+			q := rows.shm1.medianWall() / rows.shmAll.medianWall()
+			fmt.Fprintf(&sb, "| tmpfs restore, all cores ≥ 1.5 × faster than GOMAXPROCS=1 | %.2f s / %.2f s = **%.2f×** | %s |\n", rows.shm1.medianWall(), rows.shmAll.medianWall(), q, verdict(sizes[i].label+" tmpfs all cores ≥ 1.5×", q >= 1.5))
 		}
 		bound("encrypted one-folder restore fetches ≤ 1.2 × folder compressed + index", rows.agePartial)
 		for _, p := range [][2]*seekRow{{rows.ageBackup, rows.backup}, {rows.ageFull, rows.full}, {rows.tlsBackup, rows.backup}, {rows.tlsFull, rows.full}, {rows.tlsPartial, rows.partial}} {
 			if p[0].ok() && p[1].ok() {
-				fmt.Fprintf(&sb, "| %s against plain | %.2f s / %.2f s = **%+.0f %%** time, CPU %.1f s / %.1f s | info |\n", cell(p[0].name), p[0].wall(), p[1].wall(),
-					100*(p[0].wall()/p[1].wall()-1), p[0].cpu(), p[1].cpu())
+				fmt.Fprintf(&sb, "| %s against plain | %.2f s / %.2f s = **%+.0f %%** time, CPU %.1f s / %.1f s | info |\n", cell(p[0].name), p[0].medianWall(), p[1].medianWall(),
+					100*(p[0].medianWall()/p[1].medianWall()-1), p[0].medianCPU(), p[1].medianCPU())
 			}
 		}
 		if rows.check != "" {
@@ -200,14 +200,6 @@ func (b *bench) seekReport(sizes []sizeArg, sets []dataset, perSize []*seekRows,
 		return targetsMissed{missed}
 	}
 	return nil
-}
-
-func (r *seekRow) walls() []float64 {
-	var v []float64
-	for _, s := range r.samples {
-		v = append(v, s.wall.Seconds())
-	}
-	return v
 }
 
 func minOf(v []float64) float64 {

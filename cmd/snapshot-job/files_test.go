@@ -2,20 +2,16 @@ package main
 
 import (
 	bin "encoding/binary"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/snapshot-job/snapshot-job/internal/testenv"
 )
 
 // filesTree makes a tree with fixed modes and times, and a 12 MiB file
@@ -86,45 +82,16 @@ func filesTests(t *testing.T, c cloud) {
 
 func TestFileStoreFiles(t *testing.T) { filesTests(t, fileCloud{}) }
 
-// countingProxy is a reverse proxy in front of a real server that counts
-// the response body bytes it forwards: what the job fetched, as the
-// network saw it.
-type countingProxy struct {
-	URL   string
-	bytes atomic.Int64
-	gets  atomic.Int64
-}
-
-func startCountingProxy(t *testing.T, target string) *countingProxy {
+// startCountingProxy puts a testenv.CountingProxy in front of target
+// until the test ends: what the job fetched, as the network saw it.
+func startCountingProxy(t *testing.T, target string) *testenv.CountingProxy {
 	t.Helper()
-	u, err := url.Parse(target)
+	p, err := testenv.StartCountingProxy(target, "", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &countingProxy{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = func(r *http.Response) error {
-		if r.Request.Method == http.MethodGet {
-			p.gets.Add(1)
-		}
-		r.Body = countBody{r.Body, &p.bytes}
-		return nil
-	}
-	srv := httptest.NewServer(rp)
-	t.Cleanup(srv.Close)
-	p.URL = srv.URL
+	t.Cleanup(p.Close)
 	return p
-}
-
-type countBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (c countBody) Read(b []byte) (int, error) {
-	n, err := c.ReadCloser.Read(b)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // s3FilesFetchesTail proves through a counting proxy in front of
@@ -146,8 +113,9 @@ func s3FilesFetchesTail(t *testing.T, fx *s3Fixture) {
 	}
 	// The object is over 12 MiB; the tail read is 64 KiB, and a List
 	// answer is a few KiB.
-	t.Logf("files fetched %d bytes in %d GETs through the proxy", proxy.bytes.Load(), proxy.gets.Load())
-	if n := proxy.bytes.Load(); n > 80<<10 {
+	c := proxy.Counts()
+	t.Logf("files fetched %d bytes in %d requests through the proxy", c.Bytes, c.Requests)
+	if n := c.Bytes; n > 80<<10 {
 		t.Errorf("files fetched %d bytes through the proxy, want at most 80 KiB", n)
 	}
 	if !strings.Contains(r.stderr, "indexed=true") {

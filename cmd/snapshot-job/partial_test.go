@@ -76,13 +76,14 @@ func s3PartialRestore(t *testing.T, fx *s3Fixture) {
 		dst := filepath.Join(t.TempDir(), "restore")
 		r := runJob(t, e.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_RESTORE_PATHS", "node-03", "SNAPSHOT_LOG_FORMAT", "text"), "restore")
 		expect(t, r, 0)
-		t.Logf("one folder of %d bytes: %d bytes fetched in %d GETs", folder, proxy.bytes.Load(), proxy.gets.Load())
+		c := proxy.Counts()
+		t.Logf("one folder of %d bytes: %d bytes fetched in %d requests", folder, c.Bytes, c.Requests)
 		for _, l := range strings.Split(r.stderr, "\n") {
 			if strings.Contains(l, `msg="snapshot restored"`) {
 				t.Log(l)
 			}
 		}
-		if n := proxy.bytes.Load(); n > limit(folder) {
+		if n := c.Bytes; n > limit(folder) {
 			t.Errorf("fetched %d bytes for a folder of %d (limit %d)", n, folder, limit(folder))
 		}
 		if !strings.Contains(r.stderr, "frames_fetched=") || !regexp.MustCompile(`frame_runs=1\b`).MatchString(r.stderr) {
@@ -155,8 +156,9 @@ func s3PartialRestore(t *testing.T, fx *s3Fixture) {
 		r := runJob(t, ee.with("SNAPSHOT_AWS_ENDPOINT", proxy.URL, "SNAPSHOT_RESTORE_DIR", dst, "SNAPSHOT_RESTORE_PATHS", "node-16",
 			"SNAPSHOT_ENCRYPTION_IDENTITY", key.identity, "SNAPSHOT_LOG_FORMAT", "text"), "restore")
 		expect(t, r, 0)
-		t.Logf("one encrypted folder of %d bytes: %d bytes fetched in %d GETs", folder, proxy.bytes.Load(), proxy.gets.Load())
-		if n := proxy.bytes.Load(); n > limit(folder) {
+		c := proxy.Counts()
+		t.Logf("one encrypted folder of %d bytes: %d bytes fetched in %d requests", folder, c.Bytes, c.Requests)
+		if n := c.Bytes; n > limit(folder) {
 			t.Errorf("fetched %d bytes for a folder of %d (limit %d)", n, folder, limit(folder))
 		}
 		testenv.CompareTrees(t, filepath.Join(esrc, "node-16"), filepath.Join(dst, "node-16"), nil)

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -42,7 +43,7 @@ func (a *ageRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser,
 	off = min(max(off, 0), a.size)
 	n = min(n, a.size-off)
 	if n <= 0 {
-		return io.NopCloser(eofReader{}), nil
+		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	first, last := off/ageChunk, (off+n-1)/ageChunk
 	cOff := a.payload + first*ageChunkEnc
@@ -54,10 +55,6 @@ func (a *ageRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser,
 	w := a.src.open(cOff, body)
 	return &plainRange{r: io.NewSectionReader(a.plain, off, n), w: w, src: a.src}, nil
 }
-
-type eofReader struct{}
-
-func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // plainRange reads one range's plaintext through age, which reads its
 // chunks from the range's window.

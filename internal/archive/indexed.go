@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -80,10 +79,6 @@ func ExtractIndexed(ctx context.Context, ix *Index, dir string, opts ExtractOpti
 	return st, fetched, err
 }
 
-func noMatch(paths *Paths) error {
-	return fmt.Errorf("%w (%s): nothing was written; the files verb lists the snapshot's entries", ErrNoMatch, paths)
-}
-
 // linkTarget is where a hard link's target keeps its content.
 type linkTarget struct {
 	data, size int64
@@ -102,11 +97,20 @@ type fetchPlan struct {
 
 func (p *fetchPlan) needs(i int) bool { return p.need[i/64]&(1<<(i%64)) != 0 }
 
+// span returns the frames [first, end) that hold the tar bytes
+// [off, off+n); first is the number of frames when off lies past them.
+func (p *fetchPlan) span(off, n int64) (first, end int) {
+	frames := len(p.tarStart) - 1
+	first = sort.Search(frames, func(i int) bool { return p.tarStart[i+1] > off })
+	for end = first; end < frames && p.tarStart[end] < off+n; end++ {
+	}
+	return first, end
+}
+
 // mark needs the frames that hold the tar bytes [off, off+n).
 func (p *fetchPlan) mark(off, n int64) {
-	frames := len(p.tarStart) - 1
-	i := sort.Search(frames, func(i int) bool { return p.tarStart[i+1] > off })
-	for ; i < frames && p.tarStart[i] < off+n; i++ {
+	first, end := p.span(off, n)
+	for i := first; i < end; i++ {
 		p.need[i/64] |= 1 << (i % 64)
 	}
 }
@@ -207,7 +211,7 @@ func (f *firstError) set(err error) error {
 }
 
 func (g *rebuild) run(ctx context.Context) error {
-	src := &frameRuns{ctx: ctx, r: g.ix.r, p: g.p}
+	src := &frameRuns{ctx: ctx, r: g.ix.r, p: g.p, wanted: g.p.needs}
 	for i := range len(g.p.tarStart) - 1 {
 		if g.p.needs(i) {
 			g.fetched.Frames++
@@ -222,7 +226,7 @@ func (g *rebuild) run(ctx context.Context) error {
 		return g.fail(err)
 	}
 	defer dec.Close()
-	tf := &tarFrames{d: dec, p: g.p, src: src, cur: -1}
+	tf := &tarFrames{d: &fetchedReader{r: dec, src: src}, p: g.p, cur: -1}
 	// Errors of the store come back as they are, the index's included;
 	// whatever goes wrong with the fetched bytes is corruption.
 	classify := func(err error) error {
@@ -357,19 +361,14 @@ func (g *rebuild) copyOf(ctx context.Context, e *Entry, t *linkTarget, buf *byte
 		return err
 	}
 	p := g.p
-	frames := len(p.tarStart) - 1
-	first := sort.Search(frames, func(i int) bool { return p.tarStart[i+1] > t.data })
-	last := first
-	for last+1 < frames && p.tarStart[last+1] < t.data+t.size {
-		last++
-	}
-	if first >= frames {
+	first, end := p.span(t.data, max(t.size, 1))
+	if first >= end {
 		return corruptIndex("entry %s: the target's content lies past the last frame", quote(e.Name))
 	}
-	src := &frameRuns{ctx: ctx, r: g.ix.r, p: p, only: [2]int{first, last + 1}}
+	src := &frameRuns{ctx: ctx, r: g.ix.r, p: p, wanted: func(i int) bool { return i >= first && i < end }}
 	g.fetched.Ranges++
-	g.fetched.Frames += last + 1 - first
-	g.fetched.Bytes += p.objStart[last+1] - p.objStart[first]
+	g.fetched.Frames += end - first
+	g.fetched.Bytes += p.objStart[end] - p.objStart[first]
 	dec, err := newFrameDecoder(src, 1)
 	if err != nil {
 		return err
@@ -403,24 +402,17 @@ func (f *fetchedReader) Read(b []byte) (int, error) {
 // frameRuns reads the fetched frames in order, one ranged read per run
 // of adjacent frames, each opened when the one before is used up.
 type frameRuns struct {
-	ctx  context.Context
-	r    Ranger
-	p    *fetchPlan
-	only [2]int // when set, the frames [only[0], only[1]) and no others
-	next int    // the next frame to consider
-	body io.ReadCloser
-	left int64      // bytes of body still to come
-	err  firstError // the store's failure, returned as it is
+	ctx    context.Context
+	r      Ranger
+	p      *fetchPlan
+	wanted func(frame int) bool // the frames to fetch
+	next   int                  // the next frame to consider
+	body   io.ReadCloser
+	left   int64      // bytes of body still to come
+	err    firstError // the store's failure, returned as it is
 }
 
 func (f *frameRuns) failure() error { return f.err.get() }
-
-func (f *frameRuns) wanted(i int) bool {
-	if f.only != [2]int{} {
-		return i >= f.only[0] && i < f.only[1]
-	}
-	return f.p.needs(i)
-}
 
 func (f *frameRuns) Read(b []byte) (int, error) {
 	for f.left == 0 {
@@ -474,9 +466,8 @@ func (f *frameRuns) Close() error {
 // tarFrames maps the decoded content of the fetched frames back to
 // offsets in the snapshot's tar stream.
 type tarFrames struct {
-	d    io.Reader
+	d    io.Reader // the fetched frames' content, its errors classified (fetchedReader)
 	p    *fetchPlan
-	src  *frameRuns
 	cur  int   // the frame being read; -1 before the first
 	pos  int64 // tar offset of the next byte
 	left int64 // bytes of cur still to come
@@ -554,14 +545,13 @@ func (t *tarFrames) Read(b []byte) (int, error) {
 	return n, nil
 }
 
+// failed words an early end of the frames as corruption; the reader's
+// other errors are classified already.
 func (t *tarFrames) failed(err error) error {
-	if serr := t.src.failure(); serr != nil {
-		return serr
-	}
 	if err == io.EOF {
 		return corruptf("frame %d holds %d bytes less than the seek table says", t.cur, t.left)
 	}
-	return corrupt(err)
+	return err
 }
 
 // finish reads the rest of the fetched frames and checks that the
@@ -580,9 +570,9 @@ func (t *tarFrames) finish() error {
 	}
 	if n, err := t.d.Read(make([]byte, 1)); n > 0 || err != io.EOF {
 		if err == nil || err == io.EOF {
-			err = errors.New("the frames fetched hold more than the seek table says")
+			err = corruptf("the frames fetched hold more than the seek table says")
 		}
-		return t.failed(err)
+		return err
 	}
 	return nil
 }

@@ -301,7 +301,12 @@ func (s *selection) finish() error {
 		s.log.Warn("left out more selected hard links than were named", "named", maxSkipWarnings, "left_out", s.links)
 	}
 	if s.restored == 0 {
-		return fmt.Errorf("%w (%s): nothing was written; the files verb lists the snapshot's entries", ErrNoMatch, s.paths)
+		return noMatch(s.paths)
 	}
 	return nil
+}
+
+// noMatch is the error of a selection that matches no entry.
+func noMatch(paths *Paths) error {
+	return fmt.Errorf("%w (%s): nothing was written; the files verb lists the snapshot's entries", ErrNoMatch, paths)
 }

@@ -151,22 +151,15 @@ type storeRanger struct {
 
 func (g *storeRanger) ReadRange(ctx context.Context, off, n int64) (io.ReadCloser, error) {
 	var rc io.ReadCloser
-	var err error
 	if g.partSize > 0 && g.concurrency > 1 && n > g.partSize {
-		// The first part is fetched before returning, so that a missing
-		// object or refused credentials come back from this call.
-		rc, err = g.s.GetRange(ctx, g.key, off, g.partSize)
-		if err == nil {
-			rest := ranged.NewReader(ctx, n-g.partSize, g.partSize, g.concurrency, func(ctx context.Context, o, m int64) (io.ReadCloser, error) {
-				return g.s.GetRange(ctx, g.key, off+g.partSize+o, m)
-			})
-			rc = multiCloser{io.MultiReader(rc, rest), []io.Closer{rc, rest}}
-		}
+		rc = ranged.NewReader(ctx, n, g.partSize, g.concurrency, func(ctx context.Context, o, m int64) (io.ReadCloser, error) {
+			return g.s.GetRange(ctx, g.key, off+o, m)
+		})
 	} else {
-		rc, err = g.s.GetRange(ctx, g.key, off, n)
-	}
-	if err != nil {
-		return nil, err
+		var err error
+		if rc, err = g.s.GetRange(ctx, g.key, off, n); err != nil {
+			return nil, err
+		}
 	}
 	return struct {
 		io.Reader
@@ -191,20 +184,6 @@ func (r *Runner) ranger(ctx context.Context, obj store.Object) (*storeRanger, ar
 		return nil, nil, 0, fmt.Errorf("opening %s: %w", obj.Key, err)
 	}
 	return rg, plain, n, nil
-}
-
-// multiCloser closes every part of a reader made of several.
-type multiCloser struct {
-	io.Reader
-	closers []io.Closer
-}
-
-func (m multiCloser) Close() error {
-	var errs []error
-	for _, c := range m.closers {
-		errs = append(errs, c.Close())
-	}
-	return errors.Join(errs...)
 }
 
 // printable quotes a name that holds control characters, which would

@@ -1,4 +1,4 @@
-package main
+package testenv
 
 import (
 	"context"
@@ -16,11 +16,11 @@ import (
 	"time"
 )
 
-// countingProxy is a reverse proxy in front of the S3 server that counts
-// what the server sent: the response body bytes and the requests. The
-// rows' bytes fetched come from here, off the wire, not from what a
-// client says it read.
-type countingProxy struct {
+// CountingProxy is a reverse proxy in front of a real server that counts
+// what the server sent: the response body bytes and the requests. What a
+// test or a benchmark says was fetched comes from here, off the wire, not
+// from what a client says it read.
+type CountingProxy struct {
 	URL      string // what clients are pointed at
 	srv      *http.Server
 	ln       net.Listener
@@ -28,13 +28,15 @@ type countingProxy struct {
 	requests atomic.Int64
 }
 
-// counts is a snapshot of the proxy's counters.
-type counts struct{ bytes, requests int64 }
+// Counts is a snapshot of the proxy's counters.
+type Counts struct{ Bytes, Requests int64 }
 
-func (c counts) sub(o counts) counts { return counts{c.bytes - o.bytes, c.requests - o.requests} }
+// Sub is what was counted between o and c.
+func (c Counts) Sub(o Counts) Counts { return Counts{c.Bytes - o.Bytes, c.Requests - o.Requests} }
 
-func (p *countingProxy) counts() counts {
-	return counts{p.bytes.Load(), p.requests.Load()}
+// Counts returns the counters now.
+func (p *CountingProxy) Counts() Counts {
+	return Counts{p.bytes.Load(), p.requests.Load()}
 }
 
 // countingBody counts the bytes read through it into n.
@@ -51,7 +53,7 @@ func (b countingBody) Read(p []byte) (int, error) {
 
 // newCountingHandler proxies to target (through transport) and counts
 // every request and every response body byte the target sent.
-func newCountingHandler(target *url.URL, transport http.RoundTripper, p *countingProxy) http.Handler {
+func newCountingHandler(target *url.URL, transport http.RoundTripper, p *CountingProxy) http.Handler {
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
@@ -73,10 +75,10 @@ func newCountingHandler(target *url.URL, transport http.RoundTripper, p *countin
 	})
 }
 
-// startProxy listens on a free port of 127.0.0.1 and proxies to
+// StartCountingProxy listens on a free port of 127.0.0.1 and proxies to
 // upstream. With certFile and keyFile it serves HTTPS itself, and trusts
 // caFile for an https upstream.
-func startProxy(upstream, certFile, keyFile, caFile string) (*countingProxy, error) {
+func StartCountingProxy(upstream, certFile, keyFile, caFile string) (*CountingProxy, error) {
 	target, err := url.Parse(upstream)
 	if err != nil {
 		return nil, err
@@ -99,7 +101,7 @@ func startProxy(upstream, certFile, keyFile, caFile string) (*countingProxy, err
 	if err != nil {
 		return nil, err
 	}
-	p := &countingProxy{ln: ln}
+	p := &CountingProxy{ln: ln}
 	p.srv = &http.Server{Handler: newCountingHandler(target, tr, p), ReadHeaderTimeout: 30 * time.Second}
 	scheme := "http"
 	serve := func() error { return p.srv.Serve(ln) }
@@ -110,13 +112,14 @@ func startProxy(upstream, certFile, keyFile, caFile string) (*countingProxy, err
 	p.URL = scheme + "://" + ln.Addr().String()
 	go func() {
 		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintln(os.Stderr, "bench: counting proxy:", err)
+			fmt.Fprintln(os.Stderr, "counting proxy:", err)
 		}
 	}()
 	return p, nil
 }
 
-func (p *countingProxy) Close() {
+// Close stops the proxy.
+func (p *CountingProxy) Close() {
 	if p == nil {
 		return
 	}
